@@ -1,0 +1,1 @@
+"""The ``embgemma`` command line."""

@@ -1,0 +1,48 @@
+"""EmbeddingGemma on ONNX Runtime, with LangChain, LlamaIndex, CLI and Ray Data integrations.
+
+``import embgemma_plugins`` loads only the runtime (onnxruntime, sentencepiece,
+numpy): never torch or transformers, and the framework adapters only when their
+classes are first used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from embgemma_plugins.errors import (
+    EmbeddingGemmaError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    NonFiniteEmbeddingError,
+)
+from embgemma_plugins.model import EmbeddingGemma
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from embgemma_plugins.langchain import EmbeddingGemmaEmbeddings
+    from embgemma_plugins.llamaindex import EmbeddingGemmaEmbedding
+
+_LAZY = {
+    "EmbeddingGemmaEmbeddings": "embgemma_plugins.langchain",
+    "EmbeddingGemmaEmbedding": "embgemma_plugins.llamaindex",
+}
+
+__all__ = [
+    "EmbeddingGemma",
+    "EmbeddingGemmaEmbedding",
+    "EmbeddingGemmaEmbeddings",
+    "EmbeddingGemmaError",
+    "InvalidArgumentError",
+    "ModelNotFoundError",
+    "NonFiniteEmbeddingError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'embgemma_plugins' has no attribute {name!r}")

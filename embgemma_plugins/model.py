@@ -1,0 +1,168 @@
+"""``EmbeddingGemma``: texts in, unit-norm float32 vectors out.
+
+The work is split as fastembed splits it: :meth:`EmbeddingGemma.tokenize` (prompt +
+SentencePiece), :meth:`EmbeddingGemma.embed_tokens` (length-sorted batches through
+the ONNX session, order restored, Matryoshka truncation), and thin ``embed*``
+methods that combine the two with the right prompt.  One instance may be shared by
+threads: the session is thread-safe and nothing else changes after construction.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS, plan_batches
+from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.maths import check_dimensions, check_finite, truncate
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
+from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable
+from embgemma_plugins.resolve import ModelFiles, locate
+from embgemma_plugins.session import ProviderSpec, create_session, run_batch
+from embgemma_plugins.tokenizer import Encoded, Tokenizer
+
+MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
+
+
+def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
+    """A list of strings, or an error naming the first bad item's index."""
+    if isinstance(texts, (str, bytes)):
+        raise InvalidArgumentError(
+            f"{what} must be a list of strings, not a single string; wrap it in a list"
+        )
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise InvalidArgumentError(f"{what}[{i}] is {type(t).__name__}, not str")
+    return items
+
+
+class EmbeddingGemma:
+    """EmbeddingGemma on ONNX Runtime (see DESIGN.md for the public contract).
+
+    Args:
+        model: a hub id (``google/embeddinggemma-300m``) or a local folder: a store
+            variant, an Optimum export, or the onnx-community layout.
+        variant: ``fp32``, ``int8`` or ``int4`` (default: the store's default).
+        dimensions: 768, 512, 256 or 128 (Matryoshka truncation + renormalisation).
+        providers: ONNX Runtime provider names or aliases (``cpu``, ``cuda``);
+            ``None`` picks the best available.
+        threads: intra-op threads (default: ONNX Runtime's, one per physical core).
+        max_length: tokens per text, BOS and EOS included; longer texts are cut.
+        batch_tokens: padded tokens per batch; bounds memory per session run.
+        build_missing: build a missing store variant when the export extra is present.
+    """
+
+    def __init__(
+        self,
+        model: str | Path = DEFAULT_MODEL,
+        variant: str | None = None,
+        dimensions: int = 768,
+        providers: str | Sequence[ProviderSpec] | None = None,
+        threads: int | None = None,
+        *,
+        max_length: int = MAX_LENGTH,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        build_missing: bool = True,
+    ) -> None:
+        self.dimensions = check_dimensions(dimensions)
+        if not 3 <= max_length <= MAX_LENGTH:
+            raise InvalidArgumentError(f"max_length must be in 3..{MAX_LENGTH}, got {max_length}")
+        if batch_tokens < 1:
+            raise InvalidArgumentError(f"batch_tokens must be positive, got {batch_tokens}")
+        self.max_length = max_length
+        self.batch_tokens = batch_tokens
+        self.model = str(model)
+        self.files: ModelFiles = locate(model, variant, build_missing)
+        manifest = self.files.manifest
+        self.variant = manifest.variant if manifest else (variant or "fp32")
+        self.revision = manifest.revision if manifest else None
+        self.tokenizer = Tokenizer(self.files.tokenizer)
+        self.session = create_session(self.files.onnx, providers, threads)
+        self._prompts: PromptTable | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"EmbeddingGemma(model={self.model!r}, variant={self.variant!r}, "
+            f"dimensions={self.dimensions}, providers={self.providers})"
+        )
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    @property
+    def prompts(self) -> PromptTable:
+        """The checkpoint's prompt table (loaded on first use)."""
+        with self._lock:
+            if self._prompts is None:
+                from embgemma_plugins.resolve import load_prompt_table
+
+                self._prompts = load_prompt_table(self.files)
+            return self._prompts
+
+    def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
+        """The prompt string for ``task`` or the explicit ``prompt`` (not both)."""
+        if task is not None and prompt is not None:
+            raise InvalidArgumentError("give either task= or prompt=, not both")
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
+            return prompt
+        return self.prompts.prompt(task) if task is not None else self.prompts.default_prompt()
+
+    def tokenize(self, texts: Sequence[str], prompts: str | Sequence[str] = "") -> Encoded:
+        """Prepend the prompt(s) and tokenise; one prompt for all texts or one per text."""
+        items = check_texts(texts)
+        if isinstance(prompts, str):
+            joined = [prompts + t for t in items] if prompts else items
+        else:
+            if len(prompts) != len(items):
+                raise InvalidArgumentError(f"{len(prompts)} prompts for {len(items)} texts")
+            joined = [p + t for p, t in zip(prompts, items, strict=True)]
+        return self.tokenizer.encode(joined, self.max_length)
+
+    def embed_tokens(self, encoded: Encoded | Sequence[np.ndarray]) -> np.ndarray:
+        """Embed tokenised texts in length-sorted batches; rows keep the input order."""
+        ids = encoded.ids if isinstance(encoded, Encoded) else list(encoded)
+        out = np.empty((len(ids), self.dimensions), dtype=np.float32)
+        lengths = [len(x) for x in ids]
+        for batch in plan_batches(lengths, self.batch_tokens):
+            input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
+            vectors = run_batch(self.session, input_ids, mask)
+            check_finite(vectors, batch)
+            out[batch] = truncate(vectors, self.dimensions)
+        return out
+
+    def embed(
+        self, texts: Sequence[str], task: str | None = None, prompt: str | None = None
+    ) -> np.ndarray:
+        """Embed ``texts`` with the prompt of ``task`` or an explicit ``prompt``.
+
+        With neither, the checkpoint's default prompt is used (none for
+        EmbeddingGemma), as sentence-transformers' ``encode`` does.
+        """
+        return self.embed_tokens(self.tokenize(texts, self.prompt_for(task, prompt)))
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed search queries (task ``query``: ``task: search result | query: ``)."""
+        return self.embed(texts, task=QUERY_TASK)
+
+    def embed_documents(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> np.ndarray:
+        """Embed documents as ``title: {title or none} | text: {text}``."""
+        items = check_texts(texts)
+        if titles is None:
+            return self.embed(items, task=DOCUMENT_TASK)
+        if isinstance(titles, str) or len(titles) != len(items):
+            raise InvalidArgumentError("titles must be a list with one title (or None) per text")
+        for i, t in enumerate(titles):
+            if t is not None and not isinstance(t, str):
+                raise InvalidArgumentError(f"titles[{i}] is {type(t).__name__}, not str or None")
+        prompts = [self.prompts.document_prompt(t) for t in titles]
+        return self.embed_tokens(self.tokenize(items, prompts))

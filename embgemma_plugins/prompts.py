@@ -1,0 +1,107 @@
+"""The model's task prompts, read from the checkpoint's own prompt table.
+
+EmbeddingGemma was trained with a text prefix per task (``task: search result |
+query: `` for queries, ``title: none | text: `` for documents, ...).  Forgetting the
+prefix, or using the query prefix for documents, degrades retrieval silently, so the
+prompt table is data read from ``config_sentence_transformers.json`` of the
+checkpoint (or of the exported variant, which carries a copy), never a second copy
+kept in code.  The only prompts written here are the two the model card adds that
+the checkpoint's table lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+
+PROMPTS_FILE = "config_sentence_transformers.json"
+
+#: Prompts documented on the model card but absent from the checkpoint's table.
+MODEL_CARD_PROMPTS: Mapping[str, str] = {
+    "question answering": "task: question answering | query: ",
+    "fact checking": "task: fact checking | query: ",
+}
+
+QUERY_TASK = "query"
+DOCUMENT_TASK = "document"
+_NO_TITLE = "none"
+
+
+def normalise_task(name: str) -> str:
+    """Case-, space-, dash- and underscore-insensitive key of a task name."""
+    return re.sub(r"[\s_-]+", " ", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class PromptTable:
+    """Task name -> prompt string, as the checkpoint defines it."""
+
+    prompts: Mapping[str, str]
+    default_prompt_name: str | None = None
+    _index: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {normalise_task(k): v for k, v in MODEL_CARD_PROMPTS.items()}
+        index.update({normalise_task(k): v for k, v in self.prompts.items()})
+        object.__setattr__(self, "_index", index)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, object]) -> PromptTable:
+        prompts = config.get("prompts")
+        if not isinstance(prompts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in prompts.items()
+        ):
+            raise ModelNotFoundError(f"{PROMPTS_FILE} has no valid 'prompts' table")
+        default = config.get("default_prompt_name")
+        return cls(dict(prompts), default if isinstance(default, str) else None)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PromptTable:
+        with open(path, encoding="utf-8") as f:
+            return cls.from_config(json.load(f))
+
+    def names(self) -> list[str]:
+        """Every task name accepted by :meth:`prompt` (checkpoint names first)."""
+        extra = [
+            n
+            for n in MODEL_CARD_PROMPTS
+            if normalise_task(n) not in {normalise_task(k) for k in self.prompts}
+        ]
+        return [*self.prompts, *extra]
+
+    def prompt(self, task: str) -> str:
+        """The prompt of ``task`` (case-insensitive); unknown names list the valid ones."""
+        if not isinstance(task, str):
+            raise InvalidArgumentError(f"task must be a string, not {type(task).__name__}")
+        try:
+            return self._index[normalise_task(task)]
+        except KeyError:
+            raise InvalidArgumentError(
+                f"unknown task {task!r}; valid tasks: {', '.join(self.names())}"
+            ) from None
+
+    def default_prompt(self) -> str:
+        """The prompt used when neither a task nor a prompt is given (as sentence-transformers)."""
+        return self.prompt(self.default_prompt_name) if self.default_prompt_name else ""
+
+    def document_prompt(self, title: str | None = None) -> str:
+        """``title: {title} | text: `` built from the checkpoint's document prompt.
+
+        The checkpoint's document prompt is ``title: none | text: ``; a known title
+        replaces ``none`` verbatim (the model card reports that real titles improve
+        quality); a missing or blank title keeps ``none``.
+        """
+        base = self.prompt(DOCUMENT_TASK)
+        if title is None or not title.strip():
+            return base
+        slot = f"title: {_NO_TITLE}"
+        if slot not in base:
+            raise InvalidArgumentError(
+                f"the document prompt {base!r} has no '{slot}' slot to put a title in"
+            )
+        return base.replace(slot, f"title: {title}", 1)

@@ -1,0 +1,168 @@
+"""From ``model=`` and ``variant=`` to the files a session needs.
+
+Accepted, in this order:
+
+1. a local folder holding ``model.onnx`` (a store variant or any Optimum export),
+2. a local folder in the onnx-community layout (``onnx/model.onnx`` + ``.onnx_data``),
+3. a local sentence-transformers checkpoint folder, or a hub id: the variant is
+   looked up in the model store; a hub repository in the onnx-community layout is
+   used directly; otherwise the variant is built with the export pipeline when the
+   ``export`` extra is installed, or an error prints the command that builds it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from embgemma_plugins import hub
+from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
+from embgemma_plugins.onnx_models.store import (
+    DEFAULT_MODEL,
+    DEFAULT_VARIANT,
+    ONNX_FILE,
+    VARIANTS,
+    store_root,
+    variant_dir,
+)
+from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
+
+TOKENIZER_FILE = "tokenizer.model"
+#: Files of the onnx-community export that correspond to our variants.
+COMMUNITY_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx", "int4": "model_q4.onnx"}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a loadable model's parts are."""
+
+    root: Path
+    onnx: Path
+    tokenizer: Path
+    prompts: Path | None
+    manifest: Manifest | None
+
+
+def check_variant(variant: str | None) -> str | None:
+    if variant is not None and variant not in VARIANTS:
+        raise InvalidArgumentError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    return variant
+
+
+def export_available() -> bool:
+    """Whether the ``export`` extra (torch, optimum-onnx) is importable."""
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "optimum.onnxruntime"))
+
+
+def _files(root: Path, onnx: Path) -> ModelFiles:
+    tokenizer = root / TOKENIZER_FILE
+    if not tokenizer.is_file():
+        raise ModelNotFoundError(f"{root} has no {TOKENIZER_FILE} (the SentencePiece tokenizer)")
+    prompts = root / PROMPTS_FILE
+    manifest = Manifest.read(root) if (root / MANIFEST_FILE).is_file() else None
+    return ModelFiles(root, onnx, tokenizer, prompts if prompts.is_file() else None, manifest)
+
+
+def from_folder(folder: Path, variant: str | None) -> ModelFiles | None:
+    """A folder that is itself an export; ``None`` if it holds no ONNX model."""
+    if (folder / ONNX_FILE).is_file():
+        files = _files(folder, folder / ONNX_FILE)
+        made = files.manifest.variant if files.manifest else None
+        if variant and made and variant != made:
+            raise InvalidArgumentError(f"{folder} holds the {made} variant, not {variant}")
+        return files
+    community = folder / "onnx" / COMMUNITY_FILES[variant or "fp32"]
+    if community.is_file():
+        return _files(folder, community)
+    if (folder / "onnx").is_dir():
+        raise ModelNotFoundError(f"{folder}/onnx has no {community.name} for variant {variant}")
+    return None
+
+
+def _from_hub_onnx(repo_id: str, variant: str | None) -> ModelFiles | None:
+    """A hub repository in the onnx-community layout, or ``None`` if it is not one."""
+    if hub.cached(repo_id, "modules.json"):
+        return None  # a sentence-transformers checkpoint: export it, do not probe the hub
+    name = f"onnx/{COMMUNITY_FILES[variant or 'fp32']}"
+    try:
+        onnx = hub.download(repo_id, name)
+    except ModelNotFoundError:
+        return None  # not reachable: let the export path give the precise error
+    if onnx is None:
+        return None
+    hub.download(repo_id, name + "_data")
+    hub.download(repo_id, TOKENIZER_FILE)
+    hub.download(repo_id, PROMPTS_FILE)
+    return from_folder(onnx.parent.parent, variant)
+
+
+def missing_variant_message(model: str | Path, variant: str) -> str:
+    return (
+        f"the {variant} variant of {model} is not in the model store ({store_root()}).\n"
+        f"Build it with:\n  embgemma export --model {model} --variant {variant}\n"
+        "(this needs the export extra: pip install 'embgemma-plugins[export]')"
+    )
+
+
+def locate(model: str | Path, variant: str | None, build_missing: bool = True) -> ModelFiles:
+    """Resolve ``model``/``variant`` to files, building a missing store variant if allowed."""
+    check_variant(variant)
+    path = Path(model).expanduser()
+    is_local = path.is_dir()
+    if is_local:
+        found = from_folder(path, variant)
+        if found:
+            return found
+        if not (path / "modules.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} holds neither model.onnx, onnx/model.onnx, nor a "
+                "sentence-transformers checkpoint (modules.json)"
+            )
+    elif (
+        isinstance(model, Path)
+        or str(model).startswith((".", "/", "~"))
+        or str(model).count("/") != 1
+    ):
+        raise ModelNotFoundError(f"{model} is neither an existing folder nor a hub id (org/name)")
+    wanted = variant or DEFAULT_VARIANT
+    stored = variant_dir(path if is_local else str(model), wanted)
+    if (stored / ONNX_FILE).is_file():
+        return _files(stored, stored / ONNX_FILE)
+    if not is_local:
+        community = _from_hub_onnx(str(model), variant)
+        if community:
+            return community
+    if build_missing and export_available():
+        from embgemma_plugins.onnx_models.export import export_variant
+
+        print(
+            f"embgemma: building the {wanted} variant of {model} (one time, a few minutes)...",
+            file=sys.stderr,
+        )
+        built = export_variant(path if is_local else str(model), wanted)
+        return _files(built, built / ONNX_FILE)
+    raise ModelNotFoundError(missing_variant_message(model, wanted))
+
+
+def load_prompt_table(files: ModelFiles) -> PromptTable:
+    """The folder's prompt table; exports without one (the onnx-community layout)
+    use the table of the checkpoint they were made from."""
+    if files.prompts:
+        return PromptTable.from_file(files.prompts)
+    source = files.manifest.model_id if files.manifest else DEFAULT_MODEL
+    try:
+        found = hub.download(source, PROMPTS_FILE)
+    except ModelNotFoundError as e:
+        found, reason = None, str(e)
+    else:
+        reason = f"{source} has no {PROMPTS_FILE}"
+    if found is None:
+        raise ModelNotFoundError(
+            f"{files.root} has no prompt table ({PROMPTS_FILE}) and the one of {source} "
+            f"could not be read: {reason}. Pass prompt=... explicitly, or copy "
+            f"{PROMPTS_FILE} of the checkpoint into {files.root}"
+        )
+    return PromptTable.from_file(found)

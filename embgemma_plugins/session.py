@@ -1,0 +1,159 @@
+"""ONNX Runtime sessions: provider selection, session options, running a batch.
+
+Providers are chosen by pure functions over the list ONNX Runtime reports, so the
+rules (aliases, the automatic preference order, errors that list what is
+available) are the same on a laptop and on a GPU server and can be tested on
+either.  Outputs are selected by name (``sentence_embedding``), never by position:
+exports differ in which other outputs they carry and in what order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from embgemma_plugins.errors import InvalidArgumentError
+
+OUTPUT_NAME = "sentence_embedding"
+CPU = "CPUExecutionProvider"
+
+#: Short names accepted wherever a provider is (the CLI's ``--provider cuda``).
+ALIASES: Mapping[str, str] = {
+    "cpu": CPU,
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+}
+
+#: What ``auto`` picks, best first.  Providers that may silently run in float16
+#: (CoreML, TensorRT with its fp16 switch) are left to an explicit choice:
+#: EmbeddingGemma's activations overflow float16.
+AUTO_ORDER: tuple[str, ...] = (
+    "CUDAExecutionProvider",
+    "ROCMExecutionProvider",
+    "DmlExecutionProvider",
+    CPU,
+)
+
+ProviderSpec = str | tuple[str, dict[str, Any]]
+
+
+def available_providers() -> list[str]:
+    """Providers this onnxruntime build can run here."""
+    return list(ort.get_available_providers())
+
+
+def resolve_providers(
+    requested: str | Sequence[ProviderSpec] | None,
+    available: Sequence[str],
+    known: Sequence[str] | None = None,
+) -> list[ProviderSpec]:
+    """Turn a user's provider request into the list given to ONNX Runtime.
+
+    ``None`` or ``"auto"`` picks the best available provider (GPU before CPU).
+    A name may be an alias (``cuda``) or a full provider name, or a
+    ``(name, options)`` pair.  Unknown names and providers this build lacks raise
+    :class:`InvalidArgumentError` listing what is available.  The CPU provider is
+    always appended as the fallback for operators a GPU provider does not cover.
+    """
+    known = list(known) if known is not None else list(ort.get_all_providers())
+    if requested is None or (isinstance(requested, str) and requested.lower() == "auto"):
+        best = next((p for p in AUTO_ORDER if p in available), None)
+        if best is None:
+            raise InvalidArgumentError(f"no usable provider; available: {', '.join(available)}")
+        return [best] if best == CPU else [best, CPU]
+    items: Sequence[ProviderSpec] = (
+        [requested] if isinstance(requested, (str, tuple)) else requested
+    )
+    if not items:
+        raise InvalidArgumentError("providers must not be empty (use None or 'auto')")
+    resolved: list[ProviderSpec] = []
+    for item in items:
+        name, options = (item, None) if isinstance(item, str) else item
+        full = ALIASES.get(name.lower(), name) if isinstance(name, str) else name
+        if full not in known:
+            raise InvalidArgumentError(
+                f"unknown provider {name!r}; available here: {', '.join(available)} "
+                f"(aliases: {', '.join(sorted(ALIASES))}, or 'auto')"
+            )
+        if full not in available:
+            hint = (
+                " Install the GPU build: pip install 'embgemma-plugins[gpu]' "
+                "(and uninstall the CPU-only onnxruntime)."
+                if full in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+                else ""
+            )
+            raise InvalidArgumentError(
+                f"provider {full} is not available in this onnxruntime build; "
+                f"available: {', '.join(available)}.{hint}"
+            )
+        resolved.append(full if options is None else (full, dict(options)))
+    if CPU not in [p if isinstance(p, str) else p[0] for p in resolved]:
+        resolved.append(CPU)
+    return resolved
+
+
+def session_options(threads: int | None) -> ort.SessionOptions:
+    """Options for an embedding session; ``threads`` caps intra-op threads."""
+    if threads is not None and threads < 1:
+        raise InvalidArgumentError(f"threads must be a positive integer, got {threads}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.inter_op_num_threads = 1
+    if threads is not None:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = int(os.environ.get("EMBGEMMA_ORT_LOG_LEVEL", "3"))
+    return opts
+
+
+def create_session(
+    model_path: str | Path,
+    providers: str | Sequence[ProviderSpec] | None = None,
+    threads: int | None = None,
+) -> ort.InferenceSession:
+    """Open ``model_path`` on the resolved providers and check the graph's outputs."""
+    resolved = resolve_providers(providers, available_providers())
+    session = ort.InferenceSession(
+        str(model_path), sess_options=session_options(threads), providers=resolved
+    )
+    first = resolved[0] if isinstance(resolved[0], str) else resolved[0][0]
+    if first not in session.get_providers():
+        # ONNX Runtime falls back to CPU with only a log line when, e.g., CUDA
+        # libraries are missing; an explicit request must not degrade silently.
+        raise InvalidArgumentError(
+            f"{first} could not be initialised (session runs on {session.get_providers()}); "
+            "check that the CUDA/cuDNN libraries this onnxruntime build needs are installed"
+        )
+    outputs = [o.name for o in session.get_outputs()]
+    if OUTPUT_NAME not in outputs:
+        raise InvalidArgumentError(
+            f"{model_path} has no '{OUTPUT_NAME}' output (outputs: {', '.join(outputs)}); "
+            "export the whole sentence-transformers pipeline, not only the transformer"
+        )
+    return session
+
+
+def run_batch(
+    session: ort.InferenceSession, input_ids: np.ndarray, attention_mask: np.ndarray
+) -> np.ndarray:
+    """Run one padded batch, feeding inputs by name; returns float32 (n, 768)."""
+    feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
+    names = [i.name for i in session.get_inputs()]
+    missing = [n for n in names if n not in feeds]
+    if missing:
+        raise InvalidArgumentError(f"the model needs inputs this runtime cannot feed: {missing}")
+    (out,) = session.run([OUTPUT_NAME], {n: feeds[n] for n in names})
+    return np.asarray(out, dtype=np.float32)

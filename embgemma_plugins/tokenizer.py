@@ -1,0 +1,81 @@
+"""SentencePiece tokenisation exactly as the Hugging Face Gemma tokenizer does it.
+
+EmbeddingGemma adds both BOS (id 2) and EOS (id 1); truncation keeps EOS as the
+last token; padding is on the right with id 0.  Plain ``sentencepiece`` wrapped as
+``[BOS] + ids + [EOS]`` gives the same ids as the Hugging Face tokenizer, with one
+deliberate difference: text is always text.  A literal ``<bos>`` or ``<eos>`` typed
+inside an input is encoded as the characters it consists of, never as a control
+token, so user data cannot inject special tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import sentencepiece as spm
+
+from embgemma_plugins.errors import InvalidArgumentError
+
+MIN_LENGTH = 3  # BOS, at least one piece, EOS
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of a list of texts, before padding.
+
+    ``ids[i]`` is an int64 array ``[BOS, ..., EOS]``; ``lengths[i]`` is the length
+    the text would have had without truncation, so callers can count truncations.
+    """
+
+    ids: list[np.ndarray]
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def truncated(self) -> np.ndarray:
+        """Boolean mask of the texts that lost tokens to ``max_length``."""
+        return self.lengths > np.array([len(x) for x in self.ids], dtype=np.int64)
+
+
+class Tokenizer:
+    """A thread-safe SentencePiece tokenizer with Gemma's BOS/EOS/pad conventions."""
+
+    def __init__(self, model_file: str | Path) -> None:
+        self.model_file = Path(model_file)
+        self._sp = spm.SentencePieceProcessor(model_file=str(self.model_file))
+        self.bos_id = int(self._sp.bos_id())
+        self.eos_id = int(self._sp.eos_id())
+        self.pad_id = max(int(self._sp.pad_id()), 0)
+        if self.bos_id < 0 or self.eos_id < 0:
+            raise InvalidArgumentError(f"{self.model_file} defines no BOS or EOS token")
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self._sp.get_piece_size())
+
+    def encode(self, texts: Sequence[str], max_length: int) -> Encoded:
+        """Encode ``texts`` as ``[BOS] + pieces + [EOS]``, cut to ``max_length`` tokens."""
+        if max_length < MIN_LENGTH:
+            raise InvalidArgumentError(
+                f"max_length must be at least {MIN_LENGTH}, got {max_length}"
+            )
+        pieces: list[list[int]] = self._sp.encode(list(texts), out_type=int) if texts else []
+        keep = max_length - 2
+        ids = [np.array([self.bos_id, *p[:keep], self.eos_id], dtype=np.int64) for p in pieces]
+        lengths = np.array([len(p) + 2 for p in pieces], dtype=np.int64)
+        return Encoded(ids, lengths)
+
+    def pad(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Right-pad a batch: ``(input_ids, attention_mask)``, both int64 of shape (n, max_len)."""
+        width = max(len(x) for x in batch)
+        input_ids = np.full((len(batch), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        return input_ids, mask

@@ -1,0 +1,1 @@
+"""Optimum export, quantisation recipes, variant manifests and the model store."""

@@ -1,0 +1,155 @@
+"""Export a sentence-transformers checkpoint into a store variant folder.
+
+Optimum's sentence-transformers path exports the *whole* pipeline (transformer,
+mean pooling, both Dense layers, normalisation) with the output
+``sentence_embedding``; an export that stopped after the transformer would give
+vectors nearly orthogonal to the model's.  The variant's recipe is then applied,
+the tokenizer and prompt table copied beside the graph, and a manifest written.
+The folder appears in the store only when complete (built aside, then renamed).
+
+Needs the ``export`` extra (torch, transformers >= 4.57, optimum-onnx).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from embgemma_plugins.onnx_models.manifest import Manifest
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, variant_dir
+
+from embgemma_plugins import hub
+from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.prompts import PROMPTS_FILE
+from embgemma_plugins.resolve import TOKENIZER_FILE, check_variant
+
+Progress = Callable[[str], None]
+VERSIONED = (
+    "embgemma-plugins",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "sentence-transformers",
+    "onnx",
+    "onnxruntime",
+)
+_CHECKPOINT_FILES = [
+    "*.json",
+    "*.safetensors",
+    "tokenizer.model",
+    "*/*.json",
+    "*/*.safetensors",
+    "README.md",
+]
+
+
+def _stderr(message: str) -> None:
+    print(f"embgemma: {message}", file=sys.stderr, flush=True)
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in VERSIONED:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def resolve_checkpoint(model: str | Path) -> tuple[Path, str, str | None]:
+    """(local folder, model id, revision) of a hub id or a local checkpoint folder."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        if not (path / "modules.json").is_file():
+            raise ModelNotFoundError(
+                f"{path} is not a sentence-transformers checkpoint (no modules.json)"
+            )
+        return path.resolve(), str(path.resolve()), None
+    folder = hub.snapshot(str(model), allow_patterns=_CHECKPOINT_FILES)
+    return folder, str(model), folder.name
+
+
+def _check_transformers() -> None:
+    version = metadata.version("transformers")
+    major, minor = (int(x) for x in version.split(".")[:2])
+    if (major, minor) < (4, 57):
+        raise InvalidArgumentError(
+            f"transformers {version} runs EmbeddingGemma with causal attention (silently "
+            "wrong vectors); install the export extra: pip install 'embgemma-plugins[export]'"
+        )
+
+
+def optimum_export(checkpoint: Path, out: Path) -> Path:
+    """Export the whole sentence-transformers pipeline to ``out/model.onnx`` (fp32)."""
+    _check_transformers()
+    from optimum.exporters.onnx import main_export
+
+    main_export(
+        str(checkpoint),
+        output=out,
+        task="feature-extraction",
+        library_name="sentence_transformers",
+        do_validation=False,
+        local_files_only=True,
+    )
+    onnx_path: Path = out / ONNX_FILE
+    return onnx_path
+
+
+def _build_graph(
+    fp32_model: Path, folder: Path, variant: str, checkpoint: Path, progress: Progress
+) -> dict[str, Any]:
+    """Write ``folder/model.onnx`` for ``variant``; returns the recipe record."""
+    if variant == "fp32":
+        for part in fp32_model.parent.glob(fp32_model.name + "*"):
+            shutil.move(str(part), folder / part.name)
+        return {"name": "fp32", "quantisation": None}
+    raise InvalidArgumentError(f"no recipe for variant {variant!r} yet")
+
+
+def export_variant(
+    model: str | Path = DEFAULT_MODEL,
+    variant: str = "fp32",
+    out: Path | None = None,
+    progress: Progress = _stderr,
+) -> Path:
+    """Build ``variant`` of ``model`` into ``out`` (default: its store folder)."""
+    check_variant(variant)
+    started = time.monotonic()
+    checkpoint, model_id, revision = resolve_checkpoint(model)
+    target = Path(out) if out else variant_dir(model, variant)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
+        work, folder = Path(tmp) / "optimum", Path(tmp) / "variant"
+        folder.mkdir()
+        progress(f"exporting {model_id} with Optimum (fp32 graph)")
+        fp32_model = optimum_export(checkpoint, work)
+        progress(f"building the {variant} variant")
+        recipe = _build_graph(fp32_model, folder, variant, checkpoint, progress)
+        for name in (TOKENIZER_FILE, PROMPTS_FILE):
+            shutil.copy2(checkpoint / name, folder / name)
+        prompts = json.loads((checkpoint / PROMPTS_FILE).read_text(encoding="utf-8"))["prompts"]
+        manifest = Manifest(
+            model_id=model_id,
+            revision=revision,
+            variant=variant,
+            recipe=recipe,
+            versions=package_versions(),
+            prompts=prompts,
+            build={"seconds": round(time.monotonic() - started, 1)},
+        )
+        manifest.record_files(folder)
+        manifest.write(folder)
+        if target.exists():
+            shutil.rmtree(target)
+        folder.rename(target)
+    progress(f"{variant} variant ready in {target}")
+    return target

@@ -1,0 +1,131 @@
+"""Model folders, the store, the onnx-community layout, manifests, missing variants."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from embgemma_plugins.cli.main import cli
+from embgemma_plugins.onnx_models.manifest import Manifest, sha256_file
+from embgemma_plugins.onnx_models.store import list_variants, variant_dir
+
+from embgemma_plugins import EmbeddingGemma
+from embgemma_plugins.errors import ModelNotFoundError
+from tests.texts import TEXTS
+from tests.tiny_model import PROMPTS
+
+
+def test_manifest_records_source_files_versions_and_prompts(tiny_model, tiny_checkpoint):
+    manifest = Manifest.read(tiny_model)
+    assert manifest.model_id == str(tiny_checkpoint.resolve())
+    assert manifest.variant == "fp32"
+    assert manifest.prompts == PROMPTS
+    assert set(manifest.files) == {
+        "model.onnx",
+        "tokenizer.model",
+        "config_sentence_transformers.json",
+    }
+    for name, digest in manifest.files.items():
+        assert sha256_file(tiny_model / name) == digest
+    assert manifest.verify(tiny_model) == []
+    for package in ("torch", "transformers", "optimum-onnx", "onnxruntime", "embgemma-plugins"):
+        assert package in manifest.versions
+    assert int(manifest.versions["transformers"].split(".")[1]) >= 57
+
+
+def test_export_command_installs_into_the_store_and_resolves(
+    tiny_checkpoint, tiny_gemma, private_store
+):
+    result = CliRunner().invoke(
+        cli, ["export", "--model", str(tiny_checkpoint), "--variant", "fp32"]
+    )
+    assert result.exit_code == 0, result.output
+    folder = variant_dir(tiny_checkpoint, "fp32")
+    assert folder.is_relative_to(private_store) and (folder / "model.onnx").is_file()
+    assert [v.path for v in list_variants()] == [folder]
+    m = EmbeddingGemma(tiny_checkpoint, variant="fp32", build_missing=False)
+    assert m.files.root == folder
+    np.testing.assert_allclose(m.embed_queries(TEXTS), tiny_gemma.embed_queries(TEXTS), atol=1e-6)
+
+
+def test_missing_variant_error_prints_the_command(tiny_checkpoint):
+    with pytest.raises(ModelNotFoundError) as e:
+        EmbeddingGemma(tiny_checkpoint, variant="int4", build_missing=False)
+    assert f"embgemma export --model {tiny_checkpoint} --variant int4" in str(e.value)
+
+
+def test_unknown_model_references(tmp_path):
+    with pytest.raises(ModelNotFoundError, match=r"neither model\.onnx"):
+        EmbeddingGemma(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="neither an existing folder nor a hub id"):
+        EmbeddingGemma(str(tmp_path / "missing"))
+
+
+def test_onnx_community_layout_with_outputs_in_another_order(tiny_model, tmp_path, tiny_gemma):
+    """onnx/model.onnx + model.onnx_data, output ``last_hidden_state`` listed first."""
+    model = onnx.load(tiny_model / "model.onnx")
+    outputs = list(model.graph.output)
+    for o in outputs:
+        if o.name == "token_embeddings":
+            for node in model.graph.node:
+                node.output[:] = ["last_hidden_state" if x == o.name else x for x in node.output]
+                node.input[:] = ["last_hidden_state" if x == o.name else x for x in node.input]
+            o.name = "last_hidden_state"
+    model.graph.ClearField("output")
+    model.graph.output.extend(sorted(outputs, key=lambda o: o.name != "last_hidden_state"))
+    (tmp_path / "onnx").mkdir()
+    onnx.save(
+        model,
+        tmp_path / "onnx" / "model.onnx",
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="model.onnx_data",
+        size_threshold=0,
+    )
+    assert (tmp_path / "onnx" / "model.onnx_data").is_file()
+    for name in ("tokenizer.model", "config_sentence_transformers.json"):
+        shutil.copy(tiny_model / name, tmp_path / name)
+    m = EmbeddingGemma(tmp_path)
+    assert m.files.onnx == tmp_path / "onnx" / "model.onnx"
+    np.testing.assert_allclose(
+        m.embed_documents(TEXTS), tiny_gemma.embed_documents(TEXTS), atol=1e-6
+    )
+    with pytest.raises(ModelNotFoundError, match=r"model_q4\.onnx"):
+        EmbeddingGemma(tmp_path, variant="int4")
+
+
+def test_folder_without_prompt_table_explains(tiny_model, tmp_path, monkeypatch):
+    shutil.copy(tiny_model / "model.onnx", tmp_path / "model.onnx")
+    shutil.copy(tiny_model / "tokenizer.model", tmp_path / "tokenizer.model")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "no-cache"))
+    m = EmbeddingGemma(tmp_path)
+    assert m.embed(["x"], prompt="task: search result | query: ").shape == (1, 768)
+    with pytest.raises(ModelNotFoundError, match="no prompt table"):
+        m.embed_queries(["x"])
+
+
+def test_folder_without_prompt_table_uses_the_base_checkpoints(tiny_model, tmp_path):
+    from embgemma_plugins import hub
+
+    if hub.cached("google/embeddinggemma-300m", "config_sentence_transformers.json") is None:
+        pytest.skip("google/embeddinggemma-300m is not in the Hugging Face cache")
+    shutil.copy(tiny_model / "model.onnx", tmp_path / "model.onnx")
+    shutil.copy(tiny_model / "tokenizer.model", tmp_path / "tokenizer.model")
+    assert dict(EmbeddingGemma(tmp_path).prompts.prompts) == PROMPTS
+
+
+def test_manifest_read_errors(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match="not valid JSON"):
+        Manifest.read(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"variant": "fp32"}))
+    with pytest.raises(ModelNotFoundError, match="lacks required fields"):
+        Manifest.read(tmp_path)
