@@ -142,7 +142,7 @@ def locate(model: str | Path, variant: str | None, build_missing: bool = True) -
             f"embgemma: building the {wanted} variant of {model} (one time, a few minutes)...",
             file=sys.stderr,
         )
-        built = export_variant(path if is_local else str(model), wanted)
+        built = export_variant(path if is_local else str(model), wanted, if_missing=True)
         return _files(built, built / ONNX_FILE)
     raise ModelNotFoundError(missing_variant_message(model, wanted))
 

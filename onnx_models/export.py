@@ -23,11 +23,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from embgemma_plugins.onnx_models.manifest import Manifest
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, variant_dir
+from filelock import FileLock
 
 from embgemma_plugins import hub
 from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.onnx_models.manifest import Manifest
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
 from embgemma_plugins.prompts import PROMPTS_FILE
 from embgemma_plugins.resolve import TOKENIZER_FILE, check_variant
 
@@ -120,13 +121,27 @@ def export_variant(
     variant: str = "fp32",
     out: Path | None = None,
     progress: Progress = _stderr,
+    if_missing: bool = False,
 ) -> Path:
-    """Build ``variant`` of ``model`` into ``out`` (default: its store folder)."""
+    """Build ``variant`` of ``model`` into ``out`` (default: its store folder).
+
+    A lock file beside the target serialises concurrent builds of one variant;
+    with ``if_missing`` a variant another process finished meanwhile is kept.
+    """
     check_variant(variant)
-    started = time.monotonic()
-    checkpoint, model_id, revision = resolve_checkpoint(model)
     target = Path(out) if out else variant_dir(model, variant)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if if_missing and is_variant_dir(target):
+            return target
+        _build(model, variant, target, progress)
+    progress(f"{variant} variant ready in {target}")
+    return target
+
+
+def _build(model: str | Path, variant: str, target: Path, progress: Progress) -> None:
+    started = time.monotonic()
+    checkpoint, model_id, revision = resolve_checkpoint(model)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
         work, folder = Path(tmp) / "optimum", Path(tmp) / "variant"
         folder.mkdir()
@@ -151,5 +166,3 @@ def export_variant(
         if target.exists():
             shutil.rmtree(target)
         folder.rename(target)
-    progress(f"{variant} variant ready in {target}")
-    return target
