@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
 
 from embgemma_plugins import __version__
 from embgemma_plugins.errors import EmbeddingGemmaError
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
 from platformdirs import user_cache_dir
+
+from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
 
 ENV_HOME = "EMBGEMMA_HOME"
 DEFAULT_MODEL = "google/embeddinggemma-300m"

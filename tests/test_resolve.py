@@ -9,12 +9,12 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
-from embgemma_plugins.cli.main import cli
-from embgemma_plugins.onnx_models.manifest import Manifest, sha256_file
-from embgemma_plugins.onnx_models.store import list_variants, variant_dir
 
 from embgemma_plugins import EmbeddingGemma
+from embgemma_plugins.cli.main import cli
 from embgemma_plugins.errors import ModelNotFoundError
+from embgemma_plugins.onnx_models.manifest import Manifest, sha256_file
+from embgemma_plugins.onnx_models.store import list_variants, variant_dir
 from tests.texts import TEXTS
 from tests.tiny_model import PROMPTS
 
