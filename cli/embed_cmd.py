@@ -1,0 +1,76 @@
+"""``embgemma embed IN OUT``: the options; the work is in :mod:`.embed_run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
+from embgemma_plugins.cli.embed_run import EmbedArgs, execute
+from embgemma_plugins.cli.quantise import PRECISIONS
+from embgemma_plugins.cli.readers import FORMATS
+from embgemma_plugins.maths import DIMENSIONS
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+
+CHUNK_ROWS = 256
+
+
+@click.command()
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("out", metavar="OUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="Input format (default: from IN's extension; required for stdin).")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
+@click.option("--id-field", help="Field holding the id (default: the row number, from 0).")
+@click.option("--title-field",
+              help="Field holding a title: rows are embedded as 'title: {title} | text: ...'.")
+@click.option("--keep", multiple=True, metavar="FIELD",
+              help="Copy FIELD into the output (repeatable).")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="Hub id or local model folder.")
+@click.option("--variant", type=click.Choice(VARIANTS),
+              help="Model variant (default: the store default).")
+@click.option("--dim", type=click.Choice([str(d) for d in DIMENSIONS]), default="768",
+              show_default=True, help="Matryoshka dimensions.")
+@click.option("--task", help="Prompt of this task (see `embgemma tasks`; default: document).")
+@click.option("--prompt", help="An explicit prompt string instead of --task.")
+@click.option("--provider", default="auto", show_default=True,
+              help="auto, cpu, cuda, or any ONNX Runtime provider name.")
+@click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=DEFAULT_BATCH_TOKENS,
+              show_default=True, help="Padded tokens per batch (bounds memory per batch).")
+@click.option("--max-length", type=click.IntRange(3, 2048), default=2048, show_default=True,
+              help="Tokens per text, prompt included; longer texts are truncated.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="float32", show_default=True,
+              help="Stored embedding type; int8/uint8 are calibrated on the first chunk.")
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error",
+              show_default=True, help="Bad rows: stop, or skip them into the rejects file.")
+@click.option("--on-long", type=click.Choice(["truncate", "error"]), default="truncate",
+              show_default=True, help="Texts longer than --max-length: truncate, or stop.")
+@click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rejects file for --on-error skip (default: OUT.rejects.jsonl).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run of the same command.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=CHUNK_ROWS, show_default=True,
+              help="Rows per resumable chunk (a kill loses at most one chunk of work).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+@click.option("--progress-interval", type=float, default=None, hidden=True)
+def embed(**options: object) -> None:
+    """Embed the texts of IN (JSONL, CSV, Parquet or text; - for stdin) into OUT.
+
+    OUT is Parquet (id, kept fields, embedding) with metadata recording the model,
+    prompt and input, or .npy (embeddings only, metadata in OUT.json). It appears
+    only when the run completes; an interrupted run continues with --resume and
+    gives the same file as an uninterrupted one.
+
+    \b
+    Examples:
+      embgemma embed docs.jsonl docs.parquet
+      embgemma embed docs.jsonl.gz docs.parquet --id-field id --title-field title --keep url
+      embgemma embed docs.jsonl docs.parquet --resume
+      embgemma embed pages.csv pages.parquet --dim 256 --precision int8 --on-error skip
+      cat lines.txt | embgemma embed - lines.npy --format text --task clustering
+      embgemma embed queries.txt q.parquet --task query --provider cuda
+    """
+    execute(EmbedArgs.from_options(options))

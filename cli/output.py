@@ -1,0 +1,109 @@
+"""The output's Arrow schema, its rows, and the file-level metadata that traces it.
+
+Shared by every engine so that all of them write the same file:
+
+- ``id``: ``int64`` (the row number) or ``string`` (``--id-field``);
+- one nullable ``string`` column per ``--keep`` field, in the order given;
+- ``embedding``: ``fixed_size_list<float32>[dimensions]``, or the quantised type of
+  ``--precision`` (see :mod:`.quantise`);
+- schema metadata key ``embgemma``: JSON describing model, revision, variant,
+  dimensions, prompt, precision and calibration, package version, input, counts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from embgemma_plugins.cli.quantise import Ranges, embedding_array, value_type, width
+from embgemma_plugins.cli.records import FieldSpec, Record
+
+METADATA_KEY = b"embgemma"
+METADATA_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What decides the output's columns."""
+
+    spec: FieldSpec
+    dimensions: int
+    precision: str = "float32"
+
+    def schema(self, metadata: Mapping[str, Any] | None = None) -> pa.Schema:
+        embedding = pa.list_(value_type(self.precision), width(self.precision, self.dimensions))
+        fields = [pa.field("id", pa.string() if self.spec.id else pa.int64(), nullable=False)]
+        fields += [pa.field(name, pa.string()) for name in self.spec.keep]
+        fields.append(pa.field("embedding", embedding, nullable=False))
+        meta = {METADATA_KEY: encode_metadata(metadata)} if metadata is not None else None
+        return pa.schema(fields, metadata=meta)
+
+    def table(
+        self, records: Sequence[Record], vectors: np.ndarray, ranges: Ranges | None = None
+    ) -> pa.Table:
+        """The rows of ``records`` with their float32 ``vectors`` at this precision."""
+        schema = self.schema()
+        columns: list[pa.Array] = [pa.array([r.id for r in records], type=schema.field(0).type)]
+        for k in range(len(self.spec.keep)):
+            columns.append(pa.array([r.keep[k] for r in records], type=pa.string()))
+        columns.append(embedding_array(vectors.reshape(len(records), -1), self.precision, ranges))
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+def encode_metadata(metadata: Mapping[str, Any]) -> bytes:
+    """Canonical JSON (sorted keys) so equal runs write byte-equal files."""
+    body = {"format": METADATA_FORMAT, **metadata}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False).encode()
+
+
+def describe_run(
+    *,
+    model: str,
+    revision: str | None,
+    variant: str,
+    dimensions: int,
+    prompt: str,
+    spec: FieldSpec,
+    precision: str,
+    calibration: Mapping[str, Any] | None,
+    max_length: int,
+    input_path: str,
+    input_format: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The file-level metadata of a run (counts go in ``extra`` once known)."""
+    from embgemma_plugins import __version__
+
+    return {
+        "package": "embgemma-plugins",
+        "package_version": __version__,
+        "model": model,
+        "model_revision": revision,
+        "variant": variant,
+        "dimensions": dimensions,
+        "prompt": prompt,
+        "text_field": spec.text,
+        "id_field": spec.id,
+        "title_field": spec.title,
+        "keep": list(spec.keep),
+        "precision": precision,
+        "calibration": dict(calibration) if calibration is not None else None,
+        "max_length": max_length,
+        "input": {"path": input_path, "format": input_format},
+        **(extra or {}),
+    }
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``embgemma`` metadata of an output Parquet file (``{}`` if it has none)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY)
+    return dict(json.loads(raw)) if raw else {}

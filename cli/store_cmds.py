@@ -1,0 +1,132 @@
+"""``embgemma models``, ``embgemma tasks`` and ``embgemma info``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from typing import Any
+
+import click
+
+from embgemma_plugins.errors import EmbeddingGemmaError
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS, list_variants, store_root
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+def fidelity_text(fidelity: dict[str, Any] | None) -> str:
+    """``mean_cosine=0.998, min_cosine=0.99`` from the manifest's numeric entries."""
+    if not fidelity:
+        return "-"
+    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+             for k, v in fidelity.items() if isinstance(v, (int, float, str))]
+    return ", ".join(items) or "-"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json: bool) -> None:
+    """List the model variants in the model store ($EMBGEMMA_HOME).
+
+    \b
+    Examples:
+      embgemma models
+      embgemma models --json | jq '.[].path'
+    """
+    found = list_variants()
+    if as_json:
+        click.echo(json.dumps([
+            {"model": v.manifest.model_id, "revision": v.manifest.revision,
+             "variant": v.manifest.variant, "size_bytes": v.size_bytes,
+             "fidelity": v.manifest.fidelity, "path": str(v.path)} for v in found], indent=2))
+        return
+    if not found:
+        click.echo(f"no variants in {store_root()}; build one with: embgemma export --variant fp32")
+        return
+    rows = [[v.manifest.model_id, v.manifest.variant, human_size(v.size_bytes),
+             fidelity_text(v.manifest.fidelity), str(v.path)] for v in found]
+    click.echo(table(rows, ["MODEL", "VARIANT", "SIZE", "FIDELITY", "PATH"]))
+
+
+@click.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="Hub id or local model folder whose prompt table to show.")
+@click.option("--variant", type=click.Choice(VARIANTS), help="Store variant to read it from.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def tasks(model: str, variant: str | None, as_json: bool) -> None:
+    """Show the task names accepted by --task and the prompt each one adds.
+
+    \b
+    Examples:
+      embgemma tasks
+      embgemma embed questions.txt q.parquet --task query
+    """
+    from embgemma_plugins import hub
+    from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
+    from embgemma_plugins.resolve import load_prompt_table, locate
+
+    try:
+        try:
+            prompts = load_prompt_table(locate(model, variant, build_missing=False))
+        except EmbeddingGemmaError:
+            found = hub.download(model, PROMPTS_FILE)
+            if found is None:
+                raise
+            prompts = PromptTable.from_file(found)
+    except EmbeddingGemmaError as e:
+        raise click.ClickException(f"cannot read the prompt table of {model}: {e}") from e
+    pairs = {name: prompts.prompt(name) for name in prompts.names()}
+    if as_json:
+        click.echo(json.dumps(pairs, indent=2, ensure_ascii=False))
+        return
+    click.echo(table([[n, repr(p)] for n, p in pairs.items()], ["TASK", "PROMPT"]))
+    click.echo("\nDocuments with a title (--title-field): 'title: {title} | text: '")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(as_json: bool) -> None:
+    """Show the version, ONNX Runtime providers, CPU threads and the model store path.
+
+    \b
+    Examples:
+      embgemma info
+      embgemma info --json
+    """
+    import onnxruntime as ort
+
+    from embgemma_plugins import __version__
+    from embgemma_plugins.session import available_providers
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    data = {
+        "embgemma-plugins": __version__, "python": platform.python_version(),
+        "onnxruntime": ort.__version__, "providers": available_providers(),
+        "cpus": cpus, "store": str(store_root()),
+        "variants": len(list_variants()),
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"embgemma-plugins {__version__} (python {data['python']}, "
+               f"onnxruntime {data['onnxruntime']})")
+    click.echo(f"providers: {', '.join(data['providers'])}")
+    click.echo(f"cpus: {cpus} (ONNX Runtime uses one intra-op thread per physical core "
+               "unless --threads is given)")
+    click.echo(f"model store: {data['store']} ({data['variants']} variant(s); "
+               "override with EMBGEMMA_HOME)")

@@ -1,0 +1,136 @@
+"""The hidden work folder that makes a run resumable.
+
+``OUT``'s folder gets ``.OUT.embgemma-work/`` holding ``state.json`` (the settings
+that decide the output's bytes, and the int8/uint8 calibration) and one part per
+finished chunk: ``part-000042.parquet`` plus, when rows were rejected,
+``part-000042.rejects.jsonl``.  Every file is written under a temporary name,
+fsynced and renamed, so a part that exists is complete whenever the process dies;
+a part's footer records a digest of its chunk's input, so a resumed run reuses a
+part only for the very same rows.  The final file is assembled from the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embgemma_plugins.cli.records import Reject
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+CHUNK_KEY = b"embgemma_chunk"
+
+
+def work_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.embgemma-work"
+
+
+def temp_path(out: Path) -> Path:
+    """Where the final file is assembled before its atomic rename to ``out``."""
+    return out.parent / f".{out.name}.tmp"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def describe_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """``dimensions: was 768, now 256`` for each setting that differs."""
+    return [
+        f"{key}: was {old.get(key)!r}, now {new.get(key)!r}"
+        for key in sorted(set(old) | set(new))
+        if old.get(key) != new.get(key)
+    ]
+
+
+class WorkDir:
+    def __init__(self, out: Path) -> None:
+        self.path = work_path(out)
+
+    def exists(self) -> bool:
+        return (self.path / STATE_FILE).is_file()
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def read_state(self) -> dict[str, Any]:
+        return dict(json.loads((self.path / STATE_FILE).read_text(encoding="utf-8")))
+
+    def write_state(self, state: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        body = {"version": STATE_VERSION, **state}
+        write_atomic(self.path / STATE_FILE, json.dumps(body, indent=1, sort_keys=True).encode())
+        fsync_dir(self.path)
+
+    def part(self, index: int) -> Path:
+        return self.path / f"part-{index:06d}.parquet"
+
+    def rejects(self, index: int) -> Path:
+        return self.path / f"part-{index:06d}.rejects.jsonl"
+
+    def finished(self, index: int, digest: str) -> dict[str, Any] | None:
+        """The stats of chunk ``index`` if its part exists and was made from ``digest``."""
+        path = self.part(index)
+        if not path.is_file():
+            return None
+        try:
+            meta = pq.read_schema(path).metadata or {}
+            stats = dict(json.loads(meta[CHUNK_KEY]))
+        except (OSError, KeyError, ValueError, pa.ArrowException):
+            return None
+        return stats if stats.get("digest") == digest else None
+
+    def write_part(
+        self, index: int, table: pa.Table, stats: Mapping[str, Any], rejects: Iterable[Reject],
+        source: str,
+    ) -> None:
+        """Write chunk ``index``: its rejects (if any), then its rows, each atomically."""
+        lines = [reject_line(r, source) for r in rejects]
+        reject_path = self.rejects(index)
+        if lines:
+            write_atomic(reject_path, "".join(lines).encode())
+        elif reject_path.exists():
+            reject_path.unlink()
+        meta = dict(table.schema.metadata or {})
+        meta[CHUNK_KEY] = json.dumps(dict(stats), sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
+        path = self.part(index)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            pq.write_table(table, f, row_group_size=max(1, table.num_rows))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self.path)
+
+
+def reject_line(reject: Reject, source: str) -> str:
+    """One line of a rejects file (JSONL): where, why, and the offending input."""
+    body = {"file": source, "line": reject.line, "row": reject.row, "reason": reject.reason,
+            "input": reject.raw}
+    return json.dumps(body, ensure_ascii=False) + "\n"
