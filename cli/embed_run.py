@@ -91,6 +91,15 @@ def load_model(a: EmbedArgs) -> Any:
         raise click.ClickException(str(e)) from e
 
 
+def resolve_prompt(model: Any, a: EmbedArgs) -> str:
+    from embgemma_plugins.errors import EmbeddingGemmaError
+
+    try:
+        return str(model.prompt_for(a.task or ("document" if a.prompt is None else None), a.prompt))
+    except EmbeddingGemmaError as e:
+        raise click.UsageError(str(e)) from e
+
+
 def settings(a: EmbedArgs, model: Any, fmt: str, prompt: str) -> dict[str, Any]:
     """Everything that decides the output's bytes: a resumed run must match it."""
     manifest = model.files.manifest
@@ -139,14 +148,15 @@ def execute(a: EmbedArgs) -> None:
     except InputError as e:
         raise click.UsageError(str(e)) from e
     model = load_model(a)
-    prompt = model.prompt_for(a.task or ("document" if a.prompt is None else None), a.prompt)
+    prompt = resolve_prompt(model, a)
     current = settings(a, model, fmt, prompt)
     work = prepare_work(a, current, say)
     job = Job(Layout(a.spec, model.dimensions, a.precision), a.chunk_rows, a.on_error,
               a.on_long, prompt, model.prompts.document_prompt if a.title_field else None,
               work.read_state())
-    progress = Progress(Progress.choose(a.quiet), a.progress_interval or
-                        (0.2 if Progress.choose(a.quiet) == "bar" else 30.0))
+    mode = Progress.choose(a.quiet)
+    interval = a.progress_interval
+    progress = Progress(mode, interval if interval is not None else 0.2 if mode == "bar" else 30)
     try:
         reader = Reader(a.input_path, fmt, a.spec, sys.stdin.buffer)
         try:

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embgemma_plugins.cli.output import write_options
+
 
 @dataclass
 class IdScan:
@@ -58,7 +60,7 @@ def _fsync(path: Path) -> None:
 
 def write_parquet(parts: Sequence[Path], tmp: Path, schema: pa.Schema) -> None:
     """Copy every part into ``tmp`` as one row group each, with ``schema``'s metadata."""
-    with pq.ParquetWriter(tmp, schema) as writer:
+    with pq.ParquetWriter(tmp, schema, **write_options(schema)) as writer:
         for path in parts:
             table = pq.read_table(path).replace_schema_metadata(schema.metadata)
             writer.write_table(table, row_group_size=max(1, table.num_rows))

@@ -52,8 +52,15 @@ class Layout:
         columns: list[pa.Array] = [pa.array([r.id for r in records], type=schema.field(0).type)]
         for k in range(len(self.spec.keep)):
             columns.append(pa.array([r.keep[k] for r in records], type=pa.string()))
-        columns.append(embedding_array(vectors.reshape(len(records), -1), self.precision, ranges))
+        columns.append(embedding_array(vectors, self.precision, ranges))
         return pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_options(schema: pa.Schema) -> dict[str, Any]:
+    """Parquet writer options: no dictionary or statistics for the embedding column
+    (dictionary-encoding floats made writes 6x slower and files 40% larger)."""
+    names = [n for n in schema.names if n != "embedding"]
+    return {"use_dictionary": names, "write_statistics": names}
 
 
 def encode_metadata(metadata: Mapping[str, Any]) -> bytes:

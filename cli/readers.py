@@ -60,6 +60,7 @@ class Reader:
         self.name = "stdin" if path == STDIN else path
         self.unit = "row" if fmt == "parquet" else "line"
         self.total: int | None = None
+        self._rows = 0
         self._raw: IO[bytes] | None = None
         if fmt == "parquet":
             if path == STDIN:
@@ -132,7 +133,7 @@ class Reader:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as e:
                 bad = data.decode("utf-8", "replace")
-                yield Reject(row, number, f"invalid UTF-8 at byte {e.start} of the line", bad)
+                yield Reject(row, number, f"invalid UTF-8 at byte {e.start + 1} of the line", bad)
             else:
                 if self.fmt == "text":
                     yield extract({self.spec.text: text}, self.spec, row, number, text)

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embgemma_plugins.cli.output import write_options
 from embgemma_plugins.cli.records import Reject
 
 STATE_FILE = "state.json"
@@ -122,7 +123,8 @@ class WorkDir:
         path = self.part(index)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, row_group_size=max(1, table.num_rows))
+            pq.write_table(table, f, row_group_size=max(1, table.num_rows),
+                           **write_options(table.schema))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
