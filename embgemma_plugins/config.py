@@ -21,15 +21,24 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from typing_extensions import Self
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import check_dimensions
 from embgemma_plugins.model import MAX_LENGTH, EmbeddingGemma
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
 from embgemma_plugins.prompts import QUERY_TASK, normalise_task
+from embgemma_plugins.resolve import check_variant
 
 PROVIDER = "embgemma"
 _DOCUMENT_TASKS = {"document", "retrieval document"}
@@ -104,17 +113,10 @@ class EmbeddingGemmaSettings(BaseModel):
             raise ValueError("model must be a hub id or a folder, not empty")
         return v
 
-    @field_validator("variant")
+    @field_validator("variant", "dimensions")
     @classmethod
-    def _variant(cls, v: str | None) -> str | None:
-        if v is not None and v not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {v!r}")
-        return v
-
-    @field_validator("dimensions")
-    @classmethod
-    def _dimensions(cls, v: int) -> int:
-        return check_dimensions(v)
+    def _core_checks(cls, v: Any, info: ValidationInfo) -> Any:
+        return check_variant(v) if info.field_name == "variant" else check_dimensions(v)
 
     @field_validator("query_task")
     @classmethod
@@ -221,7 +223,7 @@ class EmbeddingGemmaSettings(BaseModel):
         model, _, query = spec[len(prefix) :].partition("?")
         values: dict[str, Any] = {"model": model} if model else {}
         for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
-            if k in values or k == "provider":
+            if k in values or k == "provider":  # the prefix gives the provider
                 raise InvalidArgumentError(f"{spec}: key {k!r} given twice")
             values[k] = v
         return cls.from_config(values, where=spec)
