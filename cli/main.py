@@ -35,3 +35,7 @@ for command in (embed, export, models, tasks, info):
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()
