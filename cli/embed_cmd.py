@@ -61,8 +61,14 @@ def embed(**options: object) -> None:
 
     OUT is Parquet (id, kept fields, embedding) with metadata recording the model,
     prompt and input, or .npy (embeddings only, metadata in OUT.json). It appears
-    only when the run completes; an interrupted run continues with --resume and
-    gives the same file as an uninterrupted one.
+    only when the run completes; an interrupted run (even killed) continues with
+    --resume and gives the same file as an uninterrupted one.
+
+    A bad row (malformed JSON, missing or non-string text, invalid UTF-8, ragged
+    CSV row) stops the run with exit code 1 naming file, line and problem, keeping
+    finished chunks for --resume; --on-error skip lists such rows in a rejects
+    file instead. Blank lines are not rows. Kept fields are written as text
+    (non-string JSON values as JSON). Progress goes to stderr.
 
     \b
     Examples:
