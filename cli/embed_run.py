@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -12,11 +13,12 @@ from typing import Any
 import click
 
 from embgemma_plugins.cli.finish import finish, leftover
-from embgemma_plugins.cli.job import Job, RowError, Totals, run
+from embgemma_plugins.cli.job import Job, RowError, run
 from embgemma_plugins.cli.output import Layout, describe_run
-from embgemma_plugins.cli.progress import Progress, duration
+from embgemma_plugins.cli.progress import Progress
 from embgemma_plugins.cli.readers import STDIN, InputError, Reader, detect_format
 from embgemma_plugins.cli.records import FieldSpec
+from embgemma_plugins.cli.report import report, saved_hint
 from embgemma_plugins.cli.workdir import WorkDir, describe_changes
 
 
@@ -157,6 +159,7 @@ def execute(a: EmbedArgs) -> None:
     mode = Progress.choose(a.quiet)
     interval = a.progress_interval
     progress = Progress(mode, interval if interval is not None else 0.2 if mode == "bar" else 30)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` reports like Ctrl-C
     try:
         reader = Reader(a.input_path, fmt, a.spec, sys.stdin.buffer)
         try:
@@ -171,7 +174,10 @@ def execute(a: EmbedArgs) -> None:
         raise click.ClickException(f"{e}{saved_hint(work)}; fix the input and rerun with "
                                    f"--resume{hint}") from e
     except KeyboardInterrupt:
-        raise click.ClickException(f"interrupted{saved_hint(work)}; rerun with --resume") from None
+        click.echo(f"embgemma: interrupted{saved_hint(work)}; rerun with --resume", err=True)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     meta = describe_run(
         model=current["model"], revision=model.revision, variant=model.variant,
         dimensions=model.dimensions, prompt=prompt, spec=a.spec, precision=a.precision,
@@ -185,24 +191,8 @@ def execute(a: EmbedArgs) -> None:
                                  else None})
     rejects = a.rejects or a.out.with_name(a.out.name + ".rejects.jsonl")
     done = finish(a.out, work, totals.chunks, job.layout, meta, rejects)
-    report(a, totals, progress, done.duplicates, done.rejects, say)
+    report(a.out, a.id_field, totals, progress, done.duplicates, done.rejects, say)
 
 
-def saved_hint(work: WorkDir) -> str:
-    parts = len(list(work.path.glob("part-*.parquet"))) if work.path.is_dir() else 0
-    return f"\n{parts} finished chunk(s) are kept in {work.path}" if parts else ""
-
-
-def report(a: EmbedArgs, t: Totals, progress: Progress, duplicates: dict[str, int],
-           rejects: Path | None, say: Any) -> None:
-    if duplicates:
-        examples = ", ".join(f"{k!r} x{v}" for k, v in list(duplicates.items())[:5])
-        click.echo(f"embgemma: warning: {len(duplicates)} duplicate id(s) in "
-                   f"{a.id_field!r}: {examples}", err=True)
-    if rejects is not None and not a.quiet:
-        say(f"embgemma: {t.skipped} rejected row(s) listed in {rejects}")
-    seconds, busy = progress.elapsed(), max(progress.busy(), 1e-9)
-    reused = f", {t.reused:,} from the interrupted run" if t.reused else ""
-    say(f"embgemma: {t.written:,} rows -> {a.out} ({t.skipped:,} skipped, {t.truncated:,} "
-        f"truncated{reused}) in {duration(seconds)} (embedding {duration(busy)}): "
-        f"{progress.embedded / busy:,.1f} rows/s, {progress.tokens / busy:,.0f} tokens/s")
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -24,13 +24,36 @@ from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
     default=None,
     help="Write the variant folder here instead of the model store.",
 )
-def export(model: str, variant: str, out: Path | None) -> None:
-    """Export MODEL to ONNX with Optimum and build a variant folder.
+@click.option(
+    "--allow-below-bar",
+    is_flag=True,
+    help="Install the variant even if its measured fidelity misses its bar.",
+)
+@click.option(
+    "--fidelity-corpus",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="JSONL(.gz) of records with 'text' and 'kind' (query or document) to measure "
+    "fidelity on [default: the packaged corpus of real text].",
+)
+def export(
+    model: str,
+    variant: str,
+    out: Path | None,
+    allow_below_bar: bool,
+    fidelity_corpus: Path | None,
+) -> None:
+    """Export MODEL to ONNX with Optimum, build a variant, measure its fidelity.
+
+    The variant is compared with sentence-transformers (fp32) on a corpus of real
+    text; the figures go into its manifest.json, and a variant that misses its bar
+    is not installed (unless --allow-below-bar).
 
     \b
     Examples:
-      embgemma export --variant fp32
+      embgemma export --variant int8
       embgemma export --model ./my-finetuned-checkpoint --variant fp32 --out ./fp32
+      embgemma export --variant int4 --fidelity-corpus my-queries-and-docs.jsonl
     """
     from embgemma_plugins.resolve import export_available
 
@@ -40,9 +63,16 @@ def export(model: str, variant: str, out: Path | None) -> None:
             "pip install 'embgemma-plugins[export]'"
         )
     from embgemma_plugins.onnx_models.export import export_variant
+    from embgemma_plugins.onnx_models.fidelity import CORPUS
 
     try:
-        folder = export_variant(model, variant, out)
+        folder = export_variant(
+            model,
+            variant,
+            out,
+            allow_below_bar=allow_below_bar,
+            corpus=fidelity_corpus or CORPUS,
+        )
     except EmbeddingGemmaError as e:
         raise click.ClickException(str(e)) from e
     click.echo(str(folder))

@@ -6,8 +6,27 @@ import click
 
 HEADER = """# The `embgemma` command line
 
-Generated from `--help` by `python scripts/gen_cli_docs.py`; do not edit by hand
-(`tests/test_cli_docs.py` fails when this file is stale).
+The main job: embed a file of documents into Parquet, here the sample shipped in
+the repository (40 Debian package descriptions with `id`, `title` and `text`):
+
+```sh
+embgemma embed examples/sample.jsonl sample.parquet --id-field id --title-field title --keep title
+python -c "import pyarrow.parquet as pq; print(pq.read_table('sample.parquet'))"
+```
+
+`sample.parquet` has columns `id`, `title` and `embedding`
+(`fixed_size_list<float32>[768]`); its schema metadata key `embgemma` records the
+model, revision, variant, dimensions, prompt, precision (and int8/uint8
+calibration), package version, input file and row counts.  The file appears only
+when the run completes: kill it at any moment and rerun the same command with
+`--resume` to get the identical file.  While it runs, `.sample.parquet.embgemma-work/`
+holds one part per finished chunk of `--chunk-rows` rows.
+
+Exit codes: 0 done, 1 a failure (bad input row, model not found), 2 misuse
+(unknown option value, existing OUT without `--overwrite`), 130 interrupted.
+
+The rest of this page is generated from `--help` by `python scripts/gen_cli_docs.py`;
+do not edit it by hand (`tests/test_cli_docs.py` fails when it is stale).
 """
 
 

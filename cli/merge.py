@@ -62,7 +62,7 @@ def write_parquet(parts: Sequence[Path], tmp: Path, schema: pa.Schema) -> None:
     """Copy every part into ``tmp`` as one row group each, with ``schema``'s metadata."""
     with pq.ParquetWriter(tmp, schema, **write_options(schema)) as writer:
         for path in parts:
-            table = pq.read_table(path).replace_schema_metadata(schema.metadata)
+            table = pq.read_table(path, use_threads=False).replace_schema_metadata(schema.metadata)
             writer.write_table(table, row_group_size=max(1, table.num_rows))
     _fsync(tmp)
 

@@ -177,3 +177,37 @@ def test_progress_lines_when_not_a_terminal(tmp_path, tiny_model):
     lines = [line for line in result.output.splitlines() if "rows/s" in line]
     assert len(lines) > 3 and "tokens/s" in lines[0] and "%" in lines[0]
     assert "\r" not in result.output
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "npy"])
+def test_empty_input_gives_an_empty_file(tmp_path, tiny_model, suffix):
+    src = tmp_path / "empty.jsonl"
+    src.write_text("\n\n")
+    out = tmp_path / f"out.{suffix}"
+    result = embed(tiny_model, src, out)
+    assert result.exit_code == 0, result.output
+    if suffix == "parquet":
+        assert pq.read_table(out).num_rows == 0
+        assert read_metadata(out)["rows"] == 0
+    else:
+        assert np.load(out).shape == (0, 768)
+
+
+def test_progress_bar_on_a_terminal():
+    import io
+
+    from embgemma_plugins.cli.progress import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    assert Progress.choose(False, stream) == "bar" and Progress.choose(True, stream) == "quiet"
+    progress = Progress("bar", 0, stream)
+    progress.begin(0.0)
+    progress.advance(10, 100, 0.5)
+    progress.close()
+    text = stream.getvalue()
+    assert text.startswith("\r[############............]  50.0%") and "rows/s" in text
+    assert text.endswith("\r\x1b[K")
