@@ -159,7 +159,7 @@ def execute(a: EmbedArgs) -> None:
     mode = Progress.choose(a.quiet)
     interval = a.progress_interval
     progress = Progress(mode, interval if interval is not None else 0.2 if mode == "bar" else 30)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # `kill` reports like Ctrl-C
+    previous = _on_sigterm(_interrupt)  # `kill` is reported like Ctrl-C
     try:
         reader = Reader(a.input_path, fmt, a.spec, sys.stdin.buffer)
         try:
@@ -167,6 +167,18 @@ def execute(a: EmbedArgs) -> None:
         finally:
             reader.close()
             progress.close()
+        meta = describe_run(
+            model=current["model"], revision=model.revision, variant=model.variant,
+            dimensions=model.dimensions, prompt=prompt, spec=a.spec, precision=a.precision,
+            calibration=job.state.get("calibration"), max_length=a.max_length,
+            input_path=a.input_path if a.input_path == STDIN else os.path.abspath(a.input_path),
+            input_format=fmt, extra={
+                "input_rows": totals.rows, "skipped": totals.skipped,
+                "truncated": totals.truncated, "chunk_rows": a.chunk_rows,
+                "batch_tokens": a.batch_tokens, "onnx_sha256": current["onnx_sha256"],
+                "title_prompt": "title: {title} | text: " if a.title_field else None})
+        rejects = a.rejects or a.out.with_name(a.out.name + ".rejects.jsonl")
+        done = finish(a.out, work, totals.chunks, job.layout, meta, rejects)
     except InputError as e:
         raise click.ClickException(f"{e}{saved_hint(work)}") from e
     except RowError as e:
@@ -177,21 +189,17 @@ def execute(a: EmbedArgs) -> None:
         click.echo(f"embgemma: interrupted{saved_hint(work)}; rerun with --resume", err=True)
         raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    meta = describe_run(
-        model=current["model"], revision=model.revision, variant=model.variant,
-        dimensions=model.dimensions, prompt=prompt, spec=a.spec, precision=a.precision,
-        calibration=job.state.get("calibration"), max_length=a.max_length,
-        input_path=a.input_path if a.input_path == STDIN else os.path.abspath(a.input_path),
-        input_format=fmt, extra={"input_rows": totals.rows, "skipped": totals.skipped,
-                                 "truncated": totals.truncated, "chunk_rows": a.chunk_rows,
-                                 "batch_tokens": a.batch_tokens, "onnx_sha256":
-                                 current["onnx_sha256"],
-                                 "title_prompt": "title: {title} | text: " if a.title_field
-                                 else None})
-    rejects = a.rejects or a.out.with_name(a.out.name + ".rejects.jsonl")
-    done = finish(a.out, work, totals.chunks, job.layout, meta, rejects)
+        if previous is not None:
+            _on_sigterm(previous)
     report(a.out, a.id_field, totals, progress, done.duplicates, done.rejects, say)
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM (main thread only); returns the previous one."""
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def _interrupt(signum: int, frame: object) -> None:
