@@ -27,3 +27,7 @@ class NonFiniteEmbeddingError(EmbeddingGemmaError, ValueError):
     def __init__(self, message: str, indices: list[int]) -> None:
         super().__init__(message)
         self.indices = indices
+
+
+class BelowBarError(EmbeddingGemmaError):
+    """An exported variant whose measured fidelity misses its bar (it is not installed)."""

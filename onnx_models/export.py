@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import shutil
 import sys
 import tempfile
@@ -26,7 +27,8 @@ from typing import Any
 from filelock import FileLock
 
 from embgemma_plugins import hub
-from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.errors import BelowBarError, InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.onnx_models.fidelity import CORPUS, measure_variant
 from embgemma_plugins.onnx_models.manifest import Manifest
 from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
 from embgemma_plugins.prompts import PROMPTS_FILE
@@ -106,9 +108,9 @@ def optimum_export(checkpoint: Path, out: Path) -> Path:
 
 
 def _build_graph(
-    fp32_model: Path, folder: Path, variant: str, checkpoint: Path, progress: Progress
+    fp32_model: Path, folder: Path, variant: str, progress: Progress
 ) -> dict[str, Any]:
-    """Write ``folder/model.onnx`` for ``variant``; returns the recipe record."""
+    """Write ``folder/model.onnx`` for ``variant`` by its recipe; returns the recipe record."""
     if variant == "fp32":
         for part in fp32_model.parent.glob(fp32_model.name + "*"):
             shutil.move(str(part), folder / part.name)
@@ -122,9 +124,13 @@ def export_variant(
     out: Path | None = None,
     progress: Progress = _stderr,
     if_missing: bool = False,
+    allow_below_bar: bool = False,
+    corpus: Path = CORPUS,
 ) -> Path:
     """Build ``variant`` of ``model`` into ``out`` (default: its store folder).
 
+    The variant is measured against the fp32 reference; one that misses its bar
+    raises :class:`BelowBarError` and is not installed, unless ``allow_below_bar``.
     A lock file beside the target serialises concurrent builds of one variant;
     with ``if_missing`` a variant another process finished meanwhile is kept.
     """
@@ -134,12 +140,28 @@ def export_variant(
     with FileLock(str(target) + ".lock"):
         if if_missing and is_variant_dir(target):
             return target
-        _build(model, variant, target, progress)
+        _build(model, variant, target, progress, allow_below_bar, corpus)
     progress(f"{variant} variant ready in {target}")
     return target
 
 
-def _build(model: str | Path, variant: str, target: Path, progress: Progress) -> None:
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB."""
+    kb = max(
+        resource.getrusage(who).ru_maxrss
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return round(kb / 1024, 1)
+
+
+def _build(
+    model: str | Path,
+    variant: str,
+    target: Path,
+    progress: Progress,
+    allow_below_bar: bool,
+    corpus: Path,
+) -> None:
     started = time.monotonic()
     checkpoint, model_id, revision = resolve_checkpoint(model)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
@@ -148,9 +170,12 @@ def _build(model: str | Path, variant: str, target: Path, progress: Progress) ->
         progress(f"exporting {model_id} with Optimum (fp32 graph)")
         fp32_model = optimum_export(checkpoint, work)
         progress(f"building the {variant} variant")
-        recipe = _build_graph(fp32_model, folder, variant, checkpoint, progress)
+        recipe = _build_graph(fp32_model, folder, variant, progress)
+        shutil.rmtree(work)
         for name in (TOKENIZER_FILE, PROMPTS_FILE):
             shutil.copy2(checkpoint / name, folder / name)
+        progress(f"measuring the {variant} variant against sentence-transformers")
+        fidelity = measure_variant(folder, variant, checkpoint, revision, target.parent, corpus)
         prompts = json.loads((checkpoint / PROMPTS_FILE).read_text(encoding="utf-8"))["prompts"]
         manifest = Manifest(
             model_id=model_id,
@@ -159,10 +184,17 @@ def _build(model: str | Path, variant: str, target: Path, progress: Progress) ->
             recipe=recipe,
             versions=package_versions(),
             prompts=prompts,
-            build={"seconds": round(time.monotonic() - started, 1)},
+            fidelity=fidelity,
+            build={"seconds": round(time.monotonic() - started, 1), "peak_rss_mb": _peak_rss_mb()},
         )
         manifest.record_files(folder)
         manifest.write(folder)
+        if fidelity["shortfalls"] and not allow_below_bar:
+            raise BelowBarError(
+                f"the {variant} variant of {model_id} misses its fidelity bar: "
+                f"{'; '.join(fidelity['shortfalls'])}. It was not installed; pass "
+                "--allow-below-bar (allow_below_bar=True) to keep it anyway."
+            )
         if target.exists():
             shutil.rmtree(target)
         folder.rename(target)

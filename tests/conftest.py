@@ -33,12 +33,31 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every 12th record of the packaged fidelity corpus: real text, quick to measure."""
+    import gzip
+
+    from embgemma_plugins.onnx_models.fidelity import CORPUS
+
+    lines = gzip.decompress(CORPUS.read_bytes()).decode("utf-8").splitlines()[::12]
+    path = tmp_path_factory.mktemp("corpus") / "fidelity.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(
+    tiny_checkpoint: Path, tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The tiny checkpoint exported (Optimum, whole pipeline) as an fp32 variant folder."""
     from embgemma_plugins.onnx_models.export import export_variant
 
     return export_variant(
-        tiny_checkpoint, "fp32", out=tmp_path_factory.mktemp("v") / "fp32", progress=lambda _m: None
+        tiny_checkpoint,
+        "fp32",
+        out=tmp_path_factory.mktemp("v") / "fp32",
+        progress=lambda _m: None,
+        corpus=tiny_corpus,
     )
 
 

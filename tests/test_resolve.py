@@ -38,11 +38,10 @@ def test_manifest_records_source_files_versions_and_prompts(tiny_model, tiny_che
 
 
 def test_export_command_installs_into_the_store_and_resolves(
-    tiny_checkpoint, tiny_gemma, private_store
+    tiny_checkpoint, tiny_gemma, private_store, tiny_corpus
 ):
-    result = CliRunner().invoke(
-        cli, ["export", "--model", str(tiny_checkpoint), "--variant", "fp32"]
-    )
+    args = ["export", "--model", str(tiny_checkpoint), "--variant", "fp32"]
+    result = CliRunner().invoke(cli, [*args, "--fidelity-corpus", str(tiny_corpus)])
     assert result.exit_code == 0, result.output
     folder = variant_dir(tiny_checkpoint, "fp32")
     assert folder.is_relative_to(private_store) and (folder / "model.onnx").is_file()
@@ -50,6 +49,34 @@ def test_export_command_installs_into_the_store_and_resolves(
     m = EmbeddingGemma(tiny_checkpoint, variant="fp32", build_missing=False)
     assert m.files.root == folder
     np.testing.assert_allclose(m.embed_queries(TEXTS), tiny_gemma.embed_queries(TEXTS), atol=1e-6)
+
+
+def test_fidelity_is_measured_and_recorded(tiny_model, tiny_corpus):
+    fidelity = Manifest.read(tiny_model).fidelity
+    assert fidelity["passed"] and fidelity["shortfalls"] == []
+    assert fidelity["corpus"]["texts"] == len(tiny_corpus.read_text().splitlines())
+    for dims in ("768", "512", "256", "128"):
+        assert fidelity["figures"][dims]["min_cosine"] >= 0.9999
+        assert fidelity["figures"][dims]["top10_overlap"] >= 0.99
+
+
+def test_a_variant_below_its_bar_is_refused(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
+    from embgemma_plugins.onnx_models import fidelity
+
+    impossible = fidelity.Bar(mean_cosine=1.01, min_cosine=0.5, top10_overlap=0.5, max_size_mb=1)
+    monkeypatch.setitem(fidelity.BARS, "fp32", impossible)
+    args = ["export", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "v")]
+    result = CliRunner().invoke(cli, [*args, "--fidelity-corpus", str(tiny_corpus)])
+    assert result.exit_code == 1
+    assert "misses its fidelity bar: mean_cosine" in result.output
+    assert "size" in result.output and "--allow-below-bar" in result.output
+    assert not (tmp_path / "v").exists()
+    kept = CliRunner().invoke(
+        cli, [*args, "--fidelity-corpus", str(tiny_corpus), "--allow-below-bar"]
+    )
+    assert kept.exit_code == 0, kept.output
+    record = Manifest.read(tmp_path / "v").fidelity
+    assert record["passed"] is False and record["shortfalls"]
 
 
 def test_missing_variant_error_prints_the_command(tiny_checkpoint):
