@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from embgemma_plugins import __version__
+from embgemma_plugins.cli.bench_cmd import bench
 from embgemma_plugins.cli.embed_cmd import embed
 from embgemma_plugins.cli.export_cmd import export
 from embgemma_plugins.cli.store_cmds import info, models, tasks
@@ -29,7 +30,7 @@ def cli() -> None:
     """
 
 
-for command in (embed, export, models, tasks, info):
+for command in (embed, export, models, tasks, info, bench):
     cli.add_command(command)
 
 
