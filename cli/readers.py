@@ -52,6 +52,33 @@ def detect_format(path: str, given: str | None) -> str:
     return fmt
 
 
+def strip_line(data: bytes, number: int) -> bytes:
+    """A raw input line without its line end (and, on line 1, without a UTF-8 BOM)."""
+    data = data.rstrip(b"\r\n")
+    if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    return data
+
+
+def line_item(
+    data: bytes, number: int, row: int, fmt: str, spec: FieldSpec
+) -> Record | Reject | None:
+    """The item of line ``number`` of a JSONL or text input (``None``: a blank line,
+    which is not a row).  Module-level so the Ray engine reads spans of a file with
+    the very rules of :class:`Reader`."""
+    data = strip_line(data, number)
+    if not data.strip():
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = data.decode("utf-8", "replace")
+        return Reject(row, number, f"invalid UTF-8 at byte {e.start + 1} of the line", bad)
+    if fmt == "text":
+        return extract({spec.text: text}, spec, row, number, text)
+    return _json(text, spec, row, number)
+
+
 class Reader:
     """Rows of one input; :meth:`progress` is the fraction read so far (or ``None``)."""
 
@@ -124,21 +151,10 @@ class Reader:
     def _lines(self, stream: IO[bytes]) -> Iterator[Record | Reject]:
         row = 0
         for number, data in enumerate(stream, start=1):
-            data = data.rstrip(b"\r\n")
-            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            if not data.strip():
+            item = line_item(data, number, row, self.fmt, self.spec)
+            if item is None:
                 continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                bad = data.decode("utf-8", "replace")
-                yield Reject(row, number, f"invalid UTF-8 at byte {e.start + 1} of the line", bad)
-            else:
-                if self.fmt == "text":
-                    yield extract({self.spec.text: text}, self.spec, row, number, text)
-                else:
-                    yield _json(text, self.spec, row, number)
+            yield item
             row += 1
             self._rows = row
 

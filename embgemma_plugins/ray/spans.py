@@ -1,0 +1,252 @@
+"""One input file cut into spans that Ray tasks read in parallel, chunk by chunk.
+
+The local engine numbers rows from 0 and cuts them into chunks of ``chunk_rows``
+rows (rejected rows included); ids without ``--id-field`` are those row numbers and
+each chunk is batched on its own.  To give the same ids and the same vectors, every
+span must know the number of its first row, and every chunk must be read whole by
+one task.  So:
+
+- a line file (JSONL or text, not gzipped) is cut at line starts every
+  ``SPAN_BYTES``; a gzipped one is a single span (it cannot be entered midway);
+  Parquet is cut at chunk boundaries by the row counts of its footer;
+- a counting pass (one cheap task per span) gives each span's lines and rows, and
+  prefix sums give its first row and line number;
+- span ``i`` yields the chunks whose first row falls inside it, reading past its
+  end to finish its last chunk, and skipping the rows of a chunk begun before it.
+
+Lines are parsed by :func:`~embgemma_plugins.cli.readers.line_item`, Parquet rows by
+:func:`~embgemma_plugins.cli.records.extract`: the local reader's own rules.
+No Ray here, so all of this is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import IO, Any, TypeAlias
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from embgemma_plugins.cli.readers import InputError, line_item, strip_line
+from embgemma_plugins.cli.records import FieldSpec, Record, Reject, extract
+
+SPAN_BYTES = 32 << 20  # bytes of a line file per read task
+SPAN_CHUNKS = 64  # chunks of a Parquet file per read task
+FORMATS = ("jsonl", "text", "parquet")
+Item: TypeAlias = Record | Reject
+
+
+@dataclass(frozen=True)
+class Source:
+    """An input file (local path or pyarrow filesystem URI) and how to read it."""
+
+    uri: str  # as the user gave it: messages and rejects files name it so
+    fmt: str
+    spec: FieldSpec
+    chunk_rows: int
+    location: str = ""  # an absolute path or URI, valid in every worker
+
+    def __post_init__(self) -> None:
+        if not self.location:  # resolved where the job is planned, not in a worker's cwd
+            absolute = self.uri if "://" in self.uri else os.path.abspath(self.uri)
+            object.__setattr__(self, "location", absolute)
+
+    def open(self) -> tuple[pafs.FileSystem, str]:
+        if "://" in self.location:
+            fs, path = pafs.FileSystem.from_uri(self.location)
+            return fs, str(path)
+        return pafs.LocalFileSystem(), self.location
+
+    def where(self, line: int) -> str:
+        """``data.jsonl, line 12``, as the local reader says it."""
+        return f"{self.uri}, {'row' if self.fmt == 'parquet' else 'line'} {line}"
+
+
+@dataclass(frozen=True)
+class Span:
+    """Bytes (line files) or rows (Parquet) ``[start, end)`` of the input."""
+
+    start: int
+    end: int
+    gzip: bool = False
+    first_row: int = 0
+    first_line: int = 1
+    next_row: int | None = None  # the next span's first row; None for the last span
+
+
+class _Raw(io.RawIOBase):
+    """A pyarrow file as a raw Python stream, so it can be buffered and split in lines."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        data = self._f.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _stream(source: Source, span: Span) -> IO[bytes]:
+    fs, path = source.open()
+    f = fs.open_input_file(path)
+    f.seek(span.start)
+    raw: IO[bytes] = io.BufferedReader(_Raw(f), 1 << 20)
+    return gzip.GzipFile(fileobj=raw) if span.gzip else raw  # type: ignore[return-value]
+
+
+def plan(source: Source, span_bytes: int = SPAN_BYTES) -> list[Span]:
+    """Spans of the input, not yet numbered (Parquet spans are: its footer counts rows)."""
+    if source.fmt not in FORMATS:
+        raise InputError(f"the Ray engine reads {', '.join(FORMATS)}, not {source.fmt}")
+    fs, path = source.open()
+    info = fs.get_file_info(path)
+    if info.type != pafs.FileType.File:
+        raise InputError(f"input {source.uri} does not exist or is not a file")
+    if source.fmt == "parquet":
+        return _parquet_plan(source, fs, path)
+    if source.fmt == "text" and (source.spec.id or source.spec.title or source.spec.keep):
+        raise InputError("plain text input has no fields: drop --id-field/--title-field/--keep")
+    size = int(info.size or 0)
+    with fs.open_input_file(path) as f:
+        zipped = f.read(2) == b"\x1f\x8b"
+        if zipped or size <= span_bytes:
+            return [Span(0, size, zipped)]
+        starts = [0]
+        for b in range(span_bytes, size, span_bytes):
+            f.seek(b - 1)
+            at = b - 1
+            while True:  # the first line start at or after b
+                block = f.read(1 << 16)
+                if not block:
+                    at = size
+                    break
+                newline = block.find(b"\n")
+                if newline >= 0:
+                    at += newline + 1
+                    break
+                at += len(block)
+            if starts[-1] < at < size:
+                starts.append(at)
+    return [Span(s, e) for s, e in zip(starts, [*starts[1:], size], strict=True)]
+
+
+def _parquet_plan(source: Source, fs: pafs.FileSystem, path: str) -> list[Span]:
+    try:
+        pf = pq.ParquetFile(fs.open_input_file(path))
+    except Exception as e:  # pyarrow raises several types for a bad file
+        raise InputError(f"{source.uri} is not a readable Parquet file: {e}") from e
+    names = pf.schema_arrow.names
+    missing = [c for c in source.spec.columns() if c not in names]
+    if missing:
+        raise InputError(f"{source.uri} has no column {', '.join(map(repr, missing))} "
+                         f"(columns: {', '.join(names)})")
+    total = pf.metadata.num_rows
+    step = SPAN_CHUNKS * source.chunk_rows
+    starts = list(range(0, total, step)) or [0]
+    ends = [*starts[1:], total]
+    return [Span(s, e, False, s, s + 1, None if e >= total else e)
+            for s, e in zip(starts, ends, strict=True)]
+
+
+def count(source: Source, span: Span) -> tuple[int, int]:
+    """``(lines, rows)`` of a line-file span: lines end in ``\\n``; blank lines are no rows."""
+    lines = rows = 0
+    at, end = span.start, None if span.gzip else span.end
+    with _stream(source, span) as stream:
+        for data in stream:
+            if end is not None and at >= end:
+                break
+            # only line 1 of the file may carry a BOM
+            first = span.start == 0 and lines == 0
+            at += len(data)
+            lines += 1
+            if strip_line(data, 1 if first else 2).strip():
+                rows += 1
+    return lines, rows
+
+
+def number(spans: Sequence[Span], counts: Sequence[tuple[int, int]]) -> list[Span]:
+    """Spans with their first row and line, from the ``count`` of each."""
+    out: list[Span] = []
+    row, line = 0, 1
+    firsts = []
+    for lines, rows in counts:
+        firsts.append((row, line))
+        row, line = row + rows, line + lines
+    for i, span in enumerate(spans):
+        nxt = firsts[i + 1][0] if i + 1 < len(spans) else None
+        out.append(replace(span, first_row=firsts[i][0], first_line=firsts[i][1], next_row=nxt))
+    return out
+
+
+def total_rows(spans: Sequence[Span], counts: Sequence[tuple[int, int]]) -> int:
+    return sum(rows for _lines, rows in counts) if counts else spans[-1].end
+
+
+def read(source: Source, span: Span, lo: int = 0, hi: int | None = None
+         ) -> Iterator[tuple[int, list[Item]]]:
+    """``(chunk index, items)`` of each chunk that begins in ``span``, if ``lo <= index < hi``."""
+    rows = _parquet_items(source, span) if source.fmt == "parquet" else _line_items(source, span)
+    size = source.chunk_rows
+    chunk: list[Item] = []
+    index = 0
+    for row, item in rows:
+        if row % size == 0 and chunk:
+            yield index, chunk
+            chunk = []
+        if item is None:  # a row of a chunk that an earlier span reads
+            continue
+        if row % size == 0 and ((span.next_row is not None and row >= span.next_row)
+                                or (hi is not None and row // size >= hi)):
+            return
+        if row // size >= lo:
+            index = row // size
+            chunk.append(item)
+    if chunk:
+        yield index, chunk
+
+
+def _line_items(source: Source, span: Span) -> Iterator[tuple[int, Item | None]]:
+    """``(row, item)`` from the span's first row on; rows of an earlier chunk are not
+    parsed (``item`` is ``None``) since only their count matters."""
+    size = source.chunk_rows
+    first_kept = -(-span.first_row // size) * size
+    row, line = span.first_row, span.first_line
+    with _stream(source, span) as stream:
+        for data in stream:
+            if row < first_kept:
+                if strip_line(data, line).strip():
+                    yield row, None
+                    row += 1
+            else:
+                item = line_item(data, line, row, source.fmt, source.spec)
+                if item is not None:
+                    yield row, item
+                    row += 1
+            line += 1
+
+
+def _parquet_items(source: Source, span: Span) -> Iterator[tuple[int, Item | None]]:
+    fs, path = source.open()
+    pf = pq.ParquetFile(fs.open_input_file(path))
+    row = 0
+    for group in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(group).num_rows
+        if row + n <= span.start:
+            row += n
+            continue
+        if row >= span.end:
+            return
+        table = pf.read_row_group(group, columns=source.spec.columns())
+        lo, hi = max(span.start - row, 0), min(span.end - row, n)
+        for offset, data in enumerate(table.slice(lo, hi - lo).to_pylist()):
+            at = row + lo + offset
+            yield at, extract(data, source.spec, at, at + 1)
+        row += n
