@@ -12,6 +12,9 @@ from embgemma_plugins.benchmarks.harness import ST, Row
 if TYPE_CHECKING:
     from embgemma_plugins.benchmarks.run import Outcome
 
+#: Hand-written analysis (profiles, what was tried) kept across regenerations.
+NOTES = Path(__file__).resolve().parent / "notes.md"
+
 HEADER = ["runtime", "dim", "tokens/s", "texts/s", "x ST", "p50 ms", "p99 ms", "x ST p50",
           "load s", "startup s", "peak RSS MB", "cosine to ST mean / min"]
 
@@ -53,7 +56,7 @@ def _md_table(header: list[str], body: list[list[str]]) -> list[str]:
             *["| " + " | ".join(x) + " |" for x in body]]
 
 
-def markdown(o: Outcome, png: str | None) -> str:
+def markdown(o: Outcome, png: str | None, notes: str = "") -> str:
     p = o.plan
     docs = o.rows[0].m.docs if o.rows else 0
     lines = [
@@ -93,6 +96,8 @@ def markdown(o: Outcome, png: str | None) -> str:
               f"- threads: {p.threads or 'runtime default'}; rounds: {p.rounds} "
               "(best kept); run time {:.0f} s".format(o.seconds),
               *[f"- {k} {v}" for k, v in o.versions.items()], ""]
+    if notes:
+        lines += ["## Analysis (kept from benchmarks/notes.md)", "", notes.strip(), ""]
     return "\n".join(lines)
 
 
@@ -128,4 +133,5 @@ def plot(o: Outcome, path: Path) -> bool:
 def write(o: Outcome, out: Path) -> None:
     png = out.with_suffix(".png")
     made = plot(o, png)
-    out.write_text(markdown(o, png.name if made else None), encoding="utf-8")
+    notes = NOTES.read_text(encoding="utf-8") if NOTES.is_file() else ""
+    out.write_text(markdown(o, png.name if made else None, notes), encoding="utf-8")

@@ -63,9 +63,14 @@ def load_st(rt: Runtime, batch_size: int) -> Loaded:
     import torch
     from sentence_transformers import SentenceTransformer
 
+    from embgemma_plugins.onnx_models.export import resolve_checkpoint
+
     if rt.threads:
         torch.set_num_threads(rt.threads)
-    st = SentenceTransformer(rt.model, device="cpu", truncate_dim=rt.dim)
+    # The checkpoint the export uses (cache first, HF_HUB_OFFLINE honoured): a bare
+    # hub id makes sentence-transformers ask the gated hub for files it lacks.
+    folder, _, _ = resolve_checkpoint(rt.model)
+    st = SentenceTransformer(str(folder), device="cpu", truncate_dim=rt.dim)
     prompt = st.prompts.get("document", "")
 
     def count(texts: list[str]) -> int:
