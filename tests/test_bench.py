@@ -94,3 +94,12 @@ def test_percentiles_ratios_and_verdicts():
     assert found["int8 throughput >= 8x sentence-transformers"].status == "met"
     assert found["int8 single short query p50 <= 10 ms"].status == "met"
     assert found["fp32 throughput >= 3x sentence-transformers"].status == "not measured"
+
+
+def test_profile_summarises_kernel_time_by_operator(tiny_model):
+    from embgemma_plugins.benchmarks import profile
+
+    found = profile.profile(str(tiny_model), None, docs=4, threads=1)
+    assert found and abs(sum(share for _, share, _ in found) - 1) < 1e-6
+    assert all(runs > 0 for _, _, runs in found)
+    assert found == sorted(found, key=lambda x: -x[1])
