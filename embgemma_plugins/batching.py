@@ -14,7 +14,7 @@ import numpy as np
 
 from embgemma_plugins.errors import InvalidArgumentError
 
-DEFAULT_BATCH_TOKENS = 8192
+DEFAULT_BATCH_TOKENS = 2048
 DEFAULT_MAX_BATCH_SIZE = 256
 
 
