@@ -37,7 +37,8 @@ CHUNK_ROWS = 256
 @click.option("--prompt", help="An explicit prompt string instead of --task.")
 @click.option("--provider", default="auto", show_default=True,
               help="auto, cpu, cuda, or any ONNX Runtime provider name.")
-@click.option("--threads", type=click.IntRange(min=1), help="ONNX Runtime intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="ONNX Runtime intra-op threads (with --engine ray: per actor, default 1).")
 @click.option("--batch-tokens", type=click.IntRange(min=1), default=DEFAULT_BATCH_TOKENS,
               show_default=True, help="Padded tokens per batch (bounds memory per batch).")
 @click.option("--max-length", type=click.IntRange(3, 2048), default=2048, show_default=True,
@@ -54,6 +55,11 @@ CHUNK_ROWS = 256
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=CHUNK_ROWS, show_default=True,
               help="Rows per resumable chunk (a kill loses at most one chunk of work).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Run here, or on a Ray cluster (the `ray` extra).")
+@click.option("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start one).")
+@click.option("--actors", type=click.IntRange(min=1),
+              help="Ray actors, one model each (default: the cluster's CPUs / --threads).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
 @click.option("--progress-interval", type=float, default=None, hidden=True)
 def embed(**options: object) -> None:
@@ -78,5 +84,15 @@ def embed(**options: object) -> None:
       embgemma embed pages.csv pages.parquet --dim 256 --precision int8 --on-error skip
       cat lines.txt | embgemma embed - lines.npy --format text --task clustering
       embgemma embed queries.txt q.parquet --task query --provider cuda
+      embgemma embed s3://bucket/docs.jsonl docs.parquet --engine ray --address auto
     """
+    engine, address, actors = (options.pop(k) for k in ("engine", "address", "actors"))
+    if engine == "ray":  # docs/ray.md; Ray is imported only if installed and asked for
+        from embgemma_plugins.ray.engine import execute_ray
+
+        execute_ray(EmbedArgs.from_options(options), str(address) if address else None,
+                    actors if isinstance(actors, int) else None)
+        return
+    if address or actors:
+        raise click.UsageError("--address and --actors need --engine ray")
     execute(EmbedArgs.from_options(options))

@@ -107,7 +107,7 @@ def test_uri_and_errors(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'{"text": "a"}\n')
     source = spans.Source(f"file://{path}", "jsonl", FieldSpec(), 2)
-    assert [c for _, c in chunks_by_spans(source, 10)[1]][0][0].text == "a"
+    assert chunks_by_spans(source, 10)[1] == [(0, [spans.Record(0, 0, "a", line=1)])]
     with pytest.raises(spans.InputError, match="does not exist"):
         spans.plan(spans.Source(str(tmp_path / "nope.jsonl"), "jsonl", FieldSpec(), 2))
     with pytest.raises(spans.InputError, match="reads jsonl, text, parquet"):

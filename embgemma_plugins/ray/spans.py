@@ -21,18 +21,18 @@ No Ray here, so all of this is tested without a cluster.
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
-from typing import IO, Any, TypeAlias
+from dataclasses import replace
+from typing import TypeAlias
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from embgemma_plugins.cli.readers import InputError, line_item, strip_line
-from embgemma_plugins.cli.records import FieldSpec, Record, Reject, extract
+from embgemma_plugins.cli.records import Record, Reject, extract
+from embgemma_plugins.ray.source import Source, Span, stream
+
+__all__ = ["InputError", "Source", "Span", "count", "number", "plan", "read", "total_rows"]
 
 SPAN_BYTES = 32 << 20  # bytes of a line file per read task
 SPAN_CHUNKS = 64  # chunks of a Parquet file per read task
@@ -40,69 +40,9 @@ FORMATS = ("jsonl", "text", "parquet")
 Item: TypeAlias = Record | Reject
 
 
-@dataclass(frozen=True)
-class Source:
-    """An input file (local path or pyarrow filesystem URI) and how to read it."""
-
-    uri: str  # as the user gave it: messages and rejects files name it so
-    fmt: str
-    spec: FieldSpec
-    chunk_rows: int
-    location: str = ""  # an absolute path or URI, valid in every worker
-
-    def __post_init__(self) -> None:
-        if not self.location:  # resolved where the job is planned, not in a worker's cwd
-            absolute = self.uri if "://" in self.uri else os.path.abspath(self.uri)
-            object.__setattr__(self, "location", absolute)
-
-    def open(self) -> tuple[pafs.FileSystem, str]:
-        if "://" in self.location:
-            fs, path = pafs.FileSystem.from_uri(self.location)
-            return fs, str(path)
-        return pafs.LocalFileSystem(), self.location
-
-    def where(self, line: int) -> str:
-        """``data.jsonl, line 12``, as the local reader says it."""
-        return f"{self.uri}, {'row' if self.fmt == 'parquet' else 'line'} {line}"
-
-
-@dataclass(frozen=True)
-class Span:
-    """Bytes (line files) or rows (Parquet) ``[start, end)`` of the input."""
-
-    start: int
-    end: int
-    gzip: bool = False
-    first_row: int = 0
-    first_line: int = 1
-    next_row: int | None = None  # the next span's first row; None for the last span
-
-
-class _Raw(io.RawIOBase):
-    """A pyarrow file as a raw Python stream, so it can be buffered and split in lines."""
-
-    def __init__(self, f: Any) -> None:
-        self._f = f
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        data = self._f.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _stream(source: Source, span: Span) -> IO[bytes]:
-    fs, path = source.open()
-    f = fs.open_input_file(path)
-    f.seek(span.start)
-    raw: IO[bytes] = io.BufferedReader(_Raw(f), 1 << 20)
-    return gzip.GzipFile(fileobj=raw) if span.gzip else raw  # type: ignore[return-value]
-
-
-def plan(source: Source, span_bytes: int = SPAN_BYTES) -> list[Span]:
+def plan(source: Source, span_bytes: int | None = None) -> list[Span]:
     """Spans of the input, not yet numbered (Parquet spans are: its footer counts rows)."""
+    span_bytes = span_bytes or SPAN_BYTES
     if source.fmt not in FORMATS:
         raise InputError(f"the Ray engine reads {', '.join(FORMATS)}, not {source.fmt}")
     fs, path = source.open()
@@ -159,8 +99,8 @@ def count(source: Source, span: Span) -> tuple[int, int]:
     """``(lines, rows)`` of a line-file span: lines end in ``\\n``; blank lines are no rows."""
     lines = rows = 0
     at, end = span.start, None if span.gzip else span.end
-    with _stream(source, span) as stream:
-        for data in stream:
+    with stream(source, span) as lines_of:
+        for data in lines_of:
             if end is not None and at >= end:
                 break
             # only line 1 of the file may carry a BOM
@@ -219,8 +159,8 @@ def _line_items(source: Source, span: Span) -> Iterator[tuple[int, Item | None]]
     size = source.chunk_rows
     first_kept = -(-span.first_row // size) * size
     row, line = span.first_row, span.first_line
-    with _stream(source, span) as stream:
-        for data in stream:
+    with stream(source, span) as lines_of:
+        for data in lines_of:
             if row < first_kept:
                 if strip_line(data, line).strip():
                     yield row, None

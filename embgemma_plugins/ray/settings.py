@@ -1,0 +1,105 @@
+"""What the driver knows of the model, and what it ships to every actor.
+
+The driver resolves the model once (building a missing store variant there, never
+in a hundred actors at once) and reads its prompt table and manifest, but loads no
+ONNX session: on a cluster the head node should not need the memory of a worker.
+Actors get a small picklable :class:`ModelSpec` and load their session from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.prompts import PromptTable
+from embgemma_plugins.resolve import ModelFiles, load_prompt_table, locate
+
+if TYPE_CHECKING:
+    from embgemma_plugins.model import EmbeddingGemma
+
+
+class BadRowError(Exception):
+    """A row that stops the job (``on_error="error"`` or ``on_long="error"``).
+
+    Plain message only, so it survives pickling from an actor to the driver.
+    """
+
+
+def bad_row_message(error: BaseException) -> str | None:
+    """The message of a :class:`BadRowError` raised in an actor, however Ray wrapped it."""
+    seen: set[int] = set()
+    todo: list[Any] = [error]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, BadRowError):
+            return str(e)
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+    text = str(error)  # Ray could not unpickle the cause: only its traceback text is left
+    if "BadRowError: " in text:
+        return text.split("BadRowError: ", 1)[1].splitlines()[0]
+    return None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How an actor builds its :class:`~embgemma_plugins.EmbeddingGemma`."""
+
+    model: str
+    variant: str | None
+    dimensions: int
+    providers: str | None
+    threads: int
+    max_length: int
+    batch_tokens: int
+
+    def load(self) -> EmbeddingGemma:
+        from embgemma_plugins.model import EmbeddingGemma
+
+        return EmbeddingGemma(self.model, self.variant, self.dimensions, self.providers,
+                              self.threads, max_length=self.max_length,
+                              batch_tokens=self.batch_tokens, build_missing=False)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The driver's view of the model: files, manifest facts and prompt table."""
+
+    given: str  # as the user wrote it (output metadata names it so)
+    model: str  # what actors are given: a hub id, or an absolute folder
+    files: ModelFiles
+    variant: str
+    revision: str | None
+    prompts: PromptTable
+
+    @classmethod
+    def resolve(cls, model: str, variant: str | None) -> ModelInfo:
+        folder = Path(model).expanduser()
+        name = str(folder.resolve()) if folder.is_dir() else model  # workers' cwd differs
+        files = locate(model, variant, build_missing=True)
+        manifest = files.manifest
+        return cls(model, name, files, manifest.variant if manifest else (variant or "fp32"),
+                   manifest.revision if manifest else None, load_prompt_table(files))
+
+    @property
+    def model_id(self) -> str:
+        """The model named in output metadata (the local engine's rule)."""
+        return self.files.manifest.model_id if self.files.manifest else self.given
+
+    @property
+    def onnx_sha256(self) -> Any:
+        return self.files.manifest.files.get("model.onnx") if self.files.manifest else None
+
+    def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
+        """The rule of :meth:`EmbeddingGemma.prompt_for`, without a session."""
+        if task is not None and prompt is not None:
+            raise InvalidArgumentError("give either task= or prompt=, not both")
+        if prompt is not None:
+            if not isinstance(prompt, str):
+                raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
+            return prompt
+        return self.prompts.prompt(task) if task is not None else self.prompts.default_prompt()
