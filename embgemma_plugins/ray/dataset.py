@@ -9,6 +9,7 @@ Runtime threads, so Ray places at most ``CPUs // threads`` actors on a node.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import warnings
 from collections.abc import Iterator, Sequence
@@ -55,6 +56,9 @@ def one_chunk_per_block() -> Iterator[None]:
     """
     import ray.data
 
+    # The CLI prints its own progress lines: Ray Data's bars and INFO lines would repeat them
+    # (its logging is configured when ray.data is imported, so this comes after).
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     ctx = ray.data.DataContext.get_current()
     saved = ctx.target_max_block_size, ctx.enable_progress_bars
     ctx.target_max_block_size, ctx.enable_progress_bars = 1, False

@@ -66,7 +66,6 @@ def connect(address: str | None, quiet: bool) -> bool:
     Returns whether this call started Ray (and so must shut it down)."""
     import ray
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress lines instead
     if ray.is_initialized():
         return False
     local = address is None and not os.environ.get("RAY_ADDRESS")
