@@ -12,6 +12,7 @@ from embgemma_plugins import __version__
 from embgemma_plugins.cli.bench_cmd import bench
 from embgemma_plugins.cli.embed_cmd import embed
 from embgemma_plugins.cli.export_cmd import export
+from embgemma_plugins.cli.search_cmd import search
 from embgemma_plugins.cli.store_cmds import info, models, tasks
 
 
@@ -23,6 +24,7 @@ def cli() -> None:
     \b
     Examples:
       embgemma embed examples/sample.jsonl sample.parquet --id-field id --title-field title
+      embgemma search sample.parquet "tool to benchmark a DNS server"
       embgemma export --variant fp32
       embgemma models
       embgemma tasks
@@ -30,7 +32,7 @@ def cli() -> None:
     """
 
 
-for command in (embed, export, models, tasks, info, bench):
+for command in (embed, search, export, models, tasks, info, bench):
     cli.add_command(command)
 
 
