@@ -8,7 +8,6 @@ The last test does the same with the real weights on a few hundred documents.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -119,15 +118,14 @@ def test_parquet_int8_with_row_number_ids(cluster, tiny_model, tmp_path):
 def test_bad_row_stops_the_job_and_leaves_nothing(cluster, tiny_model, tmp_path):
     src = write_jsonl(tmp_path / "docs.jsonl", docs(300), bad_every=250)
     out = tmp_path / "ray.parquet"
-    result = CliRunner().invoke(cli, ["embed", str(src), str(out), "--model", str(tiny_model),
-                                      "--engine", "ray", "--actors", "1", "-q"])
-    assert result.exit_code == 1
-    assert f"{src}, line 251: malformed JSON" in result.output
-    assert "or add --on-error skip" in result.output
+    done = subprocess.run(
+        [sys.executable, "-m", "embgemma_plugins.cli.main", "embed", str(src), str(out),
+         "--model", str(tiny_model), "--engine", "ray", "--address", cluster, "--actors", "1",
+         "--threads", "1", "-q"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr
+    assert f"{src}, line 251: malformed JSON" in done.stderr
+    assert "or add --on-error skip" in done.stderr
     assert not out.exists() and not work_path(out).exists()
-    # A failed Dataset keeps its actors until it is garbage: the job must not hold it.
-    del result
-    gc.collect()
     deadline = time.monotonic() + 60
     while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -177,14 +175,20 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
     same_output(out, tmp_path / "local.parquet")
 
 
-def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path):
+def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path, monkeypatch):
+    from embgemma_plugins.resolve import locate
+
+    # The real store's variant folder: the unit tests' session may have pointed
+    # EMBGEMMA_HOME (inherited by the Ray runtime) at their private store.
+    monkeypatch.delenv("EMBGEMMA_HOME", raising=False)
+    model = locate(REAL_MODEL, "fp32").root
     rows = read_jsonl(ROOT / "integration_tests" / "data" / "retrieval.jsonl.gz")[:200]
     src = write_jsonl(tmp_path / "docs.jsonl", [{"id": r["id"], "text": r["text"]} for r in rows])
     args = ["--variant", "fp32", "--id-field", "id", "--max-length", "64", "--chunk-rows", "50",
             "--threads", "2"]
     ray_out, local_out = tmp_path / "ray.parquet", tmp_path / "local.parquet"
-    embed(REAL_MODEL, src, ray_out, *args, "--engine", "ray", "--actors", "1")
-    embed(REAL_MODEL, src, local_out, *args)
+    embed(model, src, ray_out, *args, "--engine", "ray", "--actors", "1")
+    embed(model, src, local_out, *args)
     table = pq.read_table(ray_out)
     assert table.column("id").to_pylist() == [r["id"] for r in rows]
     assert read_metadata(ray_out)["model"] == REAL_MODEL
