@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,13 @@ def test_sentencepiece_ids_equal_the_hugging_face_tokenizer(real_fp32, real_chec
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(str(real_checkpoint))
-    specials = [t.content for t in hf.added_tokens_decoder.values()]
+    # Control tokens look like <bos> or [multimodal]; Gemma's other added tokens
+    # (runs of spaces, newlines, tabs) are ordinary pieces both tokenizers share.
+    specials = [
+        t.content
+        for t in hf.added_tokens_decoder.values()
+        if re.fullmatch(r"<[^<>\s]+>|\[[^\[\]\s]+\]", t.content)
+    ]
     plain = [t for t in texts if not any(s in t for s in specials)]
     assert len(plain) >= 0.99 * len(texts)
     ours = real_fp32.tokenize(plain).ids

@@ -45,7 +45,7 @@ def test_export_command_installs_into_the_store_and_resolves(
     assert result.exit_code == 0, result.output
     folder = variant_dir(tiny_checkpoint, "fp32")
     assert folder.is_relative_to(private_store) and (folder / "model.onnx").is_file()
-    assert [v.path for v in list_variants()] == [folder]
+    assert folder in [v.path for v in list_variants()]
     m = EmbeddingGemma(tiny_checkpoint, variant="fp32", build_missing=False)
     assert m.files.root == folder
     np.testing.assert_allclose(m.embed_queries(TEXTS), tiny_gemma.embed_queries(TEXTS), atol=1e-6)
