@@ -19,7 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,13 @@ from filelock import FileLock
 
 from embgemma_plugins import hub
 from embgemma_plugins.errors import BelowBarError, InvalidArgumentError, ModelNotFoundError
-from embgemma_plugins.onnx_models.fidelity import CORPUS, measure_variant
+from embgemma_plugins.model import MAX_LENGTH
+from embgemma_plugins.onnx_models.fidelity import CALIBRATION, CORPUS, load_corpus, measure_variant
 from embgemma_plugins.onnx_models.manifest import Manifest
 from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
-from embgemma_plugins.prompts import PROMPTS_FILE
+from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
 from embgemma_plugins.resolve import TOKENIZER_FILE, check_variant
+from embgemma_plugins.tokenizer import Tokenizer
 
 Progress = Callable[[str], None]
 VERSIONED = (
@@ -107,15 +109,37 @@ def optimum_export(checkpoint: Path, out: Path) -> Path:
     return onnx_path
 
 
+def calibration_texts(checkpoint: Path, count: int, corpus: Path = CALIBRATION) -> list[str]:
+    """The first ``count`` calibration texts with the prompts retrieval gives them.
+
+    Calibration text is never fidelity text, so a recipe cannot be tuned to its own test.
+    """
+    table = PromptTable.from_file(checkpoint / PROMPTS_FILE)
+    calib = load_corpus(corpus)
+    return [
+        table.prompt(task) + text for task, text in zip(calib.tasks(), calib.texts, strict=True)
+    ][:count]
+
+
 def _build_graph(
-    fp32_model: Path, folder: Path, variant: str, progress: Progress
+    fp32_model: Path, folder: Path, variant: str, checkpoint: Path, progress: Progress
 ) -> dict[str, Any]:
-    """Write ``folder/model.onnx`` for ``variant`` by its recipe; returns the recipe record."""
-    if variant == "fp32":
-        for part in fp32_model.parent.glob(fp32_model.name + "*"):
-            shutil.move(str(part), folder / part.name)
-        return {"name": "fp32", "quantisation": None}
-    raise InvalidArgumentError(f"no recipe for variant {variant!r} yet")
+    """Write ``folder/model.onnx`` (+ ``model.onnx.data``) by the variant's recipe."""
+    from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+
+    recipe = load_recipes()[variant]
+    tokenizer = Tokenizer(checkpoint / TOKENIZER_FILE)
+
+    def tokenize(texts: Sequence[str]) -> list[list[int]]:
+        return [ids.tolist() for ids in tokenizer.encode(texts, MAX_LENGTH).ids]
+
+    texts = None
+    if recipe.calibrated():
+        progress(f"calibrating on {recipe.calibration_samples} texts")
+        texts = calibration_texts(checkpoint, recipe.calibration_samples)
+    build_variant(fp32_model, folder / ONNX_FILE, recipe, texts, tokenize)
+    record: dict[str, Any] = recipe.record()
+    return record
 
 
 def export_variant(
@@ -170,7 +194,7 @@ def _build(
         progress(f"exporting {model_id} with Optimum (fp32 graph)")
         fp32_model = optimum_export(checkpoint, work)
         progress(f"building the {variant} variant")
-        recipe = _build_graph(fp32_model, folder, variant, progress)
+        recipe = _build_graph(fp32_model, folder, variant, checkpoint, progress)
         shutil.rmtree(work)
         for name in (TOKENIZER_FILE, PROMPTS_FILE):
             shutil.copy2(checkpoint / name, folder / name)

@@ -62,6 +62,14 @@ def tiny_model(
 
 
 @pytest.fixture(scope="session")
+def tiny_optimum(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint as Optimum exports it, before any recipe: ``model.onnx``."""
+    from embgemma_plugins.onnx_models.export import optimum_export
+
+    return optimum_export(tiny_checkpoint, tmp_path_factory.mktemp("optimum"))
+
+
+@pytest.fixture(scope="session")
 def tiny_gemma(tiny_model: Path):  # type: ignore[no-untyped-def]
     from embgemma_plugins import EmbeddingGemma
 

@@ -117,7 +117,12 @@ def build_checkpoint(folder: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     transformer_dir = folder / "_transformer"
-    Gemma3TextModel(config).eval().save_pretrained(transformer_dir)
+    transformer = Gemma3TextModel(config).eval()
+    with torch.no_grad():  # trained RMSNorm scales differ per channel; zeros would be shared
+        for name, weight in transformer.named_parameters():  # constants in the ONNX graph
+            if name.endswith("norm.weight"):
+                weight.normal_(0.0, 0.3)
+    transformer.save_pretrained(transformer_dir)
     tokenizer.save_pretrained(transformer_dir)
     modules = [
         models.Transformer(str(transformer_dir), max_seq_length=2048),

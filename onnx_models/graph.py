@@ -1,0 +1,139 @@
+"""Small ONNX graph helpers shared by the quantisation recipes (no ONNX Runtime needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+SENTENCE_OUTPUT = "sentence_embedding"
+
+
+def load(path: Path) -> onnx.ModelProto:
+    """Load a model with its external data (if any) in memory."""
+    return onnx.load(str(path), load_external_data=True)
+
+
+def save(model: onnx.ModelProto, path: Path) -> None:
+    """Save a model with all weights in one external data file beside it (`<name>.data`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = path.with_name(path.name + ".data")
+    if data.exists():
+        data.unlink()
+    onnx.save_model(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data.name,
+        size_threshold=1024,
+    )
+    if data.exists():  # onnx creates it owner-only; give it the model file's permissions
+        data.chmod(path.stat().st_mode & 0o777)
+
+
+def initializers(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    return {t.name: t for t in model.graph.initializer}
+
+
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def array(model: onnx.ModelProto, name: str) -> np.ndarray:
+    return numpy_helper.to_array(initializers(model)[name])
+
+
+def set_array(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
+    """Replace an initializer's value in place (same name)."""
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == name:
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value, name))
+            return
+    raise KeyError(name)
+
+
+def weight_matmuls(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """MatMul nodes whose second input is a constant 2-D weight (the linear layers)."""
+    inits = initializers(model)
+    return [
+        n
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
+    ]
+
+
+def keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
+    """Drop every graph output not in `names`, then remove nodes nothing needs any more."""
+    keep = [o for o in model.graph.output if o.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    prune(model)
+
+
+def prune(model: onnx.ModelProto) -> None:
+    """Remove nodes and initializers that do not contribute to a graph output."""
+    g = model.graph
+    needed = {o.name for o in g.output}
+    live = []
+    for n in reversed(g.node):
+        if any(o in needed for o in n.output):
+            live.append(n)
+            needed.update(i for i in n.input if i)
+    live.reverse()
+    del g.node[:]
+    g.node.extend(live)
+    inits = [t for t in g.initializer if t.name in needed]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+
+
+def fold_dense_head(model: onnx.ModelProto) -> int:
+    """Fold chains MatMul(MatMul(x, W1), W2) of constant weights (the two bias-free Dense
+    layers after pooling) into one MatMul(x, W1 @ W2), computed in float64. Returns folds done."""
+    cons, inits = consumers(model), initializers(model)
+    folded = 0
+    for first in weight_matmuls(model):
+        users = cons.get(first.output[0], [])
+        is_output = any(o.name == first.output[0] for o in model.graph.output)
+        if len(users) != 1 or is_output:
+            continue
+        second = users[0]
+        if (
+            second.op_type != "MatMul"
+            or second.input[0] != first.output[0]
+            or second.input[1] not in inits
+        ):
+            continue
+        w1 = numpy_helper.to_array(inits[first.input[1]]).astype(np.float64)
+        w2 = numpy_helper.to_array(inits[second.input[1]]).astype(np.float64)
+        if w1.ndim != 2 or w2.ndim != 2 or w1.shape[0] * w2.shape[1] >= w1.size + w2.size:
+            continue
+        name = second.input[1] + "_folded"
+        model.graph.initializer.append(numpy_helper.from_array((w1 @ w2).astype(np.float32), name))
+        second.input[0], second.input[1] = first.input[0], name
+        model.graph.node.remove(first)
+        folded += 1
+    prune(model)
+    return folded
+
+
+def ensure_ms_domain(model: onnx.ModelProto) -> None:
+    """Declare the com.microsoft opset (contrib ops of ONNX Runtime) if it is not there yet."""
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+
+
+def dims(tensor: onnx.TensorProto) -> list[int]:
+    return list(tensor.dims)

@@ -1,0 +1,251 @@
+"""Quantisation + graph-optimisation recipes for the EmbeddingGemma ONNX export.
+
+Recipes are data (`recipes.toml`, one table per variant); `build_variant` is the one code path
+that applies any of them to the fp32 Optimum export:
+
+  keep `sentence_embedding` only -> fold the Dense head -> calibrate + smooth -> fuse GELU
+  -> quantise MatMul weights and the embedding table -> ORT offline optimisation
+  -> fuse Add+RMSNorm -> save (weights in one external data file beside the model).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import tomllib
+from onnx import numpy_helper
+
+from . import fusions
+from . import graph as G
+from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
+from .optimize import LEVELS, ort_optimize
+from .smoothing import Stats, activation_stats, smooth
+
+RECIPES = Path(__file__).with_name("recipes.toml")
+KERNELS = ("nbits", "dynamic", "fp32")
+EARLY_FUSIONS = {"fast_gelu": fusions.fast_gelu}
+LATE_FUSIONS = {"skip_rms_norm": fusions.skip_rms_norm}  # needs ORT's RMSNorm fusion first
+Tokenize = Callable[[Sequence[str]], list[list[int]]]
+
+
+@dataclass(frozen=True)
+class MatMulRule:
+    """How one group of weight MatMuls is stored and computed.
+
+    kernel "nbits": MatMulNBits, `bits`-bit weights in blocks of `block_size` along the input
+    axis; accuracy_level 4 computes in int8 with activations quantised per row and block.
+    kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
+    tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "fp32": unchanged.
+    scale_search > 0: try that many clipped ranges per block, keep the one with the least error
+    weighted by the calibration mean x**2 of each input channel."""
+
+    kernel: str = "nbits"
+    bits: int = 8
+    block_size: int = 32
+    symmetric: bool = True
+    accuracy_level: int = 4
+    scale_search: int = 0
+
+
+@dataclass(frozen=True)
+class EmbeddingRule:
+    """GatherBlockQuantized storage of the token-embedding table (blocks along the hidden axis)."""
+
+    bits: int = 8
+    block_size: int = 128
+    symmetric: bool = True
+    scale_search: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str = ""
+    targets: str = r"/layers\.\d+/"  # node-name regex of MatMuls the rules cover
+    matmul: MatMulRule = field(default_factory=lambda: MatMulRule(kernel="fp32"))
+    overrides: tuple[tuple[str, MatMulRule], ...] = ()  # (node-name regex, rule); first match wins
+    embedding: EmbeddingRule | None = None
+    smoothing: tuple[tuple[str, float | None], ...] = ()  # (node-name regex, alpha; None = search)
+    calibration_samples: int = 0
+    fold_dense_head: bool = True
+    outputs: tuple[str, ...] = (G.SENTENCE_OUTPUT,)
+    fusions: tuple[str, ...] = ("fast_gelu", "skip_rms_norm")
+    optimization: str = "extended"
+
+    def __post_init__(self) -> None:
+        problems = [f"unknown kernel {r.kernel!r}" for r in self.rules() if r.kernel not in KERNELS]
+        if self.optimization not in LEVELS:
+            problems.append(f"optimization must be one of {LEVELS}")
+        problems += [
+            f"unknown fusion {f!r}" for f in self.fusions if f not in EARLY_FUSIONS | LATE_FUSIONS
+        ]
+        if self.calibrated() and self.calibration_samples <= 0:
+            problems.append("smoothing and scale_search need calibration_samples > 0")
+        if problems:
+            raise ValueError(f"recipe {self.name}: " + "; ".join(problems))
+
+    def rules(self) -> list[MatMulRule]:
+        return [self.matmul, *(rule for _, rule in self.overrides)]
+
+    def calibrated(self) -> bool:
+        return bool(self.smoothing) or any(
+            r.kernel == "nbits" and r.scale_search for r in self.rules()
+        )
+
+    def rule_for(self, node_name: str) -> MatMulRule | None:
+        """The rule for a weight MatMul (None: not a target, stays fp32)."""
+        if not re.search(self.targets, node_name):
+            return None
+        return next(
+            (rule for pattern, rule in self.overrides if re.search(pattern, node_name)), self.matmul
+        )
+
+    def record(self) -> dict[str, Any]:
+        """Plain-data description for the variant manifest."""
+        return asdict(self)
+
+
+def _recipe(name: str, table: dict[str, Any]) -> Recipe:
+    table = dict(table)
+    if "matmul" in table:
+        table["matmul"] = MatMulRule(**table["matmul"])
+    if "embedding" in table:
+        table["embedding"] = EmbeddingRule(**table["embedding"])
+    table["overrides"] = tuple(
+        (o.pop("pattern"), MatMulRule(**o)) for o in map(dict, table.get("overrides", []))
+    )
+    table["smoothing"] = tuple(
+        (s["pattern"], None if s["alpha"] == "search" else float(s["alpha"]))
+        for s in table.get("smoothing", [])
+    )
+    for key in ("outputs", "fusions"):
+        if key in table:
+            table[key] = tuple(table[key])
+    return Recipe(name=name, **table)
+
+
+def load_recipes(path: Path = RECIPES) -> dict[str, Recipe]:
+    """Every recipe in `recipes.toml`, by variant name."""
+    with open(path, "rb") as f:
+        return {name: _recipe(name, table) for name, table in tomllib.load(f).items()}
+
+
+def _weight_error(recipe: Recipe) -> Callable[[onnx.NodeProto, np.ndarray, np.ndarray], float]:
+    """Error of storing a weight by its node's rule (the smoothing search objective)."""
+
+    def error(node: onnx.NodeProto, w: np.ndarray, importance: np.ndarray) -> float:
+        rule = recipe.rule_for(node.name)
+        if rule is None or rule.kernel != "nbits":
+            return 0.0
+        return nbits_error(w, rule.bits, rule.block_size, rule.symmetric, importance)
+
+    return error
+
+
+def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None = None) -> int:
+    """Replace the weight MatMuls (by the recipe's rules) and the embedding Gather, in place.
+    Returns the number of nodes replaced."""
+    inits = G.initializers(model)
+    graph_inputs = {i.name for i in model.graph.input}
+    nodes, replaced = [], 0
+    for node in model.graph.node:
+        new, extra = node, list[onnx.TensorProto]()
+        if (
+            node.op_type == "MatMul"
+            and node.input[1] in inits
+            and len(inits[node.input[1]].dims) == 2
+        ):
+            rule = recipe.rule_for(node.name)
+            if rule is not None and rule.kernel == "nbits":
+                importance = stats[node.input[0]][1] if stats and rule.scale_search else None
+                new, extra = matmul_nbits(
+                    node,
+                    numpy_helper.to_array(inits[node.input[1]]),
+                    rule.bits,
+                    rule.block_size,
+                    rule.symmetric,
+                    rule.accuracy_level,
+                    rule.scale_search,
+                    importance,
+                )
+            elif rule is not None and rule.kernel == "dynamic":
+                new, extra = dynamic_matmul(node, numpy_helper.to_array(inits[node.input[1]]))
+        elif (
+            node.op_type == "Gather"
+            and recipe.embedding
+            and _is_embedding(node, inits, graph_inputs)
+        ):
+            e = recipe.embedding
+            new, extra = gather_block_quantized(
+                node,
+                numpy_helper.to_array(inits[node.input[0]]),
+                e.bits,
+                e.block_size,
+                e.symmetric,
+                e.scale_search,
+            )
+        nodes.append(new)
+        model.graph.initializer.extend(extra)
+        replaced += new is not node
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    if replaced:
+        G.ensure_ms_domain(model)
+    G.prune(model)
+    return replaced
+
+
+def _is_embedding(
+    node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], graph_inputs: set[str]
+) -> bool:
+    """The token-embedding lookup: Gather from a constant 2-D table by a graph input (input_ids)."""
+    table = inits.get(node.input[0])
+    return table is not None and len(table.dims) == 2 and node.input[1] in graph_inputs
+
+
+def calibrate(
+    model: onnx.ModelProto, recipe: Recipe, texts: Sequence[str], tokenize: Tokenize
+) -> Stats:
+    """Per-channel statistics of every target MatMul input on the calibration texts."""
+    tensors = sorted(
+        {n.input[0] for n in G.weight_matmuls(model) if recipe.rule_for(n.name) is not None}
+    )
+    return activation_stats(model, tensors, tokenize(list(texts)[: recipe.calibration_samples]))
+
+
+def build_variant(
+    fp32_model: Path,
+    out_model: Path,
+    recipe: Recipe,
+    calibration: Sequence[str] | None,
+    tokenize: Tokenize,
+) -> None:
+    """Write `out_model` (+ `out_model.data` beside it) from the fp32 Optimum export by `recipe`.
+    Inputs stay input_ids/attention_mask; outputs are `recipe.outputs`. `calibration`: texts as
+    the model sees them (prompts included), never the fidelity corpus; needed when
+    `recipe.calibrated()`."""
+    model = G.load(Path(fp32_model))
+    G.keep_outputs(model, list(recipe.outputs))
+    if recipe.fold_dense_head:
+        G.fold_dense_head(model)
+    stats = None
+    if recipe.calibrated():
+        if not calibration:
+            raise ValueError(f"recipe {recipe.name} needs calibration texts")
+        stats = calibrate(model, recipe, calibration, tokenize)
+        smooth(model, recipe.smoothing, stats, _weight_error(recipe))
+    for name in recipe.fusions:
+        if name in EARLY_FUSIONS:
+            EARLY_FUSIONS[name](model)
+    quantise_weights(model, recipe, stats)
+    model = ort_optimize(model, recipe.optimization)
+    for name in recipe.fusions:
+        if name in LATE_FUSIONS:
+            LATE_FUSIONS[name](model)
+    G.save(model, Path(out_model))

@@ -1,0 +1,184 @@
+"""The quantisation recipes and their builder, on the tiny random Gemma 3 export."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from embgemma_plugins.onnx_models import graph as G
+from embgemma_plugins.onnx_models.blockquant import (
+    dequantize_blocks,
+    gather_block_quantized,
+    matmul_nbits,
+    quantize_blocks,
+)
+from embgemma_plugins.onnx_models.fusions import fast_gelu
+from embgemma_plugins.onnx_models.quantize import (
+    MatMulRule,
+    Recipe,
+    build_variant,
+    calibrate,
+    load_recipes,
+)
+from embgemma_plugins.onnx_models.smoothing import smooth
+
+TEXTS = [
+    "task: search result | query: how do I resize a partition?",
+    "title: none | text: The quick brown fox jumps over the lazy dog while 42 cats watch.",
+    "title: none | text: Привет, мир! 東京は日本の首都です。" * 3,
+    "title: none | text: def add(a: int, b: int) -> int:\n    return a + b\n" * 5,
+]
+
+
+@pytest.fixture(scope="module")
+def tokenize(tiny_model: Path):  # type: ignore[no-untyped-def]
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_model / "tokenizer.model"))
+    return lambda texts: [[2, *ids, 1] for ids in sp.encode(list(texts))]
+
+
+def embed(model: Path, ids: list[list[int]]) -> np.ndarray:
+    width = max(map(len, ids))
+    input_ids = np.array([seq + [0] * (width - len(seq)) for seq in ids], np.int64)
+    mask = (input_ids != 0).astype(np.int64)
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    return sess.run(["sentence_embedding"], {"input_ids": input_ids, "attention_mask": mask})[0]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def ops(model: Path) -> Counter[str]:
+    return Counter(n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node)
+
+
+@pytest.fixture(scope="module")
+def built(
+    tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("quantised")
+    paths = {}
+    for name, recipe in load_recipes().items():
+        paths[name] = out / name / "model.onnx"
+        build_variant(tiny_optimum, paths[name], recipe, TEXTS * 4, tokenize)
+    return paths
+
+
+def test_recipes_cover_every_variant() -> None:
+    recipes = load_recipes()
+    assert {"fp32", "int8", "int4"} <= set(recipes)
+    assert recipes["fp32"].matmul.kernel == "fp32" and recipes["fp32"].embedding is None
+    assert (
+        recipes["int4"].rule_for("/0/layers.3/mlp/down_proj/MatMul").bits == 8
+    )  # outlier inputs: 8-bit
+    assert recipes["int4"].rule_for("/0/layers.3/mlp/up_proj/MatMul").bits == 4
+    assert recipes["int8"].rule_for("/3/linear/MatMul") is None  # Dense head is not a target
+
+
+def test_recipe_rejects_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="kernel"):
+        Recipe("x", matmul=MatMulRule(kernel="fp8"))
+    with pytest.raises(ValueError, match="calibration"):
+        Recipe("x", smoothing=(("down_proj", 0.5),))
+
+
+@pytest.mark.parametrize("variant, floor", [("fp32", 0.99999), ("int8", 0.99), ("int4", 0.9)])
+def test_variant_keeps_interface_and_vectors(
+    built, tiny_optimum: Path, tokenize, variant: str, floor: float
+) -> None:  # type: ignore[no-untyped-def]
+    path = built[variant]
+    model = onnx.load(str(path), load_external_data=False)
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in model.graph.output] == ["sentence_embedding"]
+    assert path.with_name("model.onnx.data").exists()
+    ids = tokenize(TEXTS)
+    got = embed(path, ids)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert cosines(embed(tiny_optimum, ids), got).min() >= floor
+
+
+def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: ignore[no-untyped-def]
+    fp32, int8, int4 = (ops(built[v]) for v in ("fp32", "int8", "int4"))
+    assert (
+        fp32["FastGelu"] == 4 and fp32["Tanh"] == 0 and fp32["SkipSimplifiedLayerNormalization"] > 0
+    )
+    for counts in (int8, int4):
+        assert counts["GatherBlockQuantized"] == 1
+        assert counts["MatMulNBits"] + counts["DynamicQuantizeMatMul"] == 4 * 7  # every projection
+    size = {
+        v: built[v].stat().st_size + built[v].with_name("model.onnx.data").stat().st_size
+        for v in built
+    }
+    assert size["int4"] < size["int8"] < size["fp32"]
+
+
+def test_block_quantisation_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 4, 32)).astype(np.float32)
+    for bits, tol in ((8, 0.01), (4, 0.15)):
+        for symmetric in (True, False):
+            q, scale, zp = quantize_blocks(w, bits, symmetric, search=4)
+            err = np.abs(dequantize_blocks(q, scale, zp, bits) - w).max(-1) / np.abs(w).max(-1)
+            assert q.max() < 2**bits and err.max() <= tol
+
+
+def test_kernels_match_numpy() -> None:
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((96, 40)).astype(np.float32)
+    x = rng.standard_normal((5, 96)).astype(np.float32)
+    table = rng.standard_normal((50, 64)).astype(np.float32)
+    ids = np.array([[3, 49, 0]], np.int64)
+    for bits in (4, 8):
+        node, inits = matmul_nbits(
+            onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), w, bits, 32, False, 0
+        )
+        gather, ginits = gather_block_quantized(
+            onnx.helper.make_node("Gather", ["t", "ids"], ["e"], name="g"), table, bits, 32, True
+        )
+        graph = onnx.helper.make_graph(
+            [node, gather],
+            "g",
+            [
+                onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 96]),
+                onnx.helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 3]),
+            ],
+            [
+                onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None),
+                onnx.helper.make_tensor_value_info("e", onnx.TensorProto.FLOAT, None),
+            ],
+            inits + ginits,
+        )
+        model = onnx.helper.make_model(
+            graph,
+            opset_imports=[
+                onnx.helper.make_opsetid("", 21),
+                onnx.helper.make_opsetid("com.microsoft", 1),
+            ],
+        )
+        y, e = ort.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        ).run(None, {"x": x, "ids": ids})
+        tol = 0.02 if bits == 8 else 0.2
+        assert np.abs(y - x @ w).max() <= tol * np.abs(x @ w).max()
+        assert np.abs(e - table[ids]).max() <= tol * np.abs(table).max()
+
+
+def test_fast_gelu_and_smoothing_preserve_the_function(
+    tiny_optimum: Path, tokenize, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    model = G.load(tiny_optimum)
+    G.keep_outputs(model, ["sentence_embedding"])
+    assert fast_gelu(model) == 4
+    recipe = Recipe("t", smoothing=(("(q|k|v|gate|up|down)_proj", 0.5),), calibration_samples=16)
+    stats = calibrate(model, recipe, TEXTS, tokenize)
+    assert smooth(model, recipe.smoothing, stats) == 4 * 6
+    G.save(model, tmp_path / "model.onnx")
+    ids = tokenize(TEXTS)
+    assert cosines(embed(tiny_optimum, ids), embed(tmp_path / "model.onnx", ids)).min() >= 0.99999
