@@ -27,9 +27,25 @@ CHUNK = "8"
 
 
 def command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "embgemma_plugins.cli.main", "embed", str(SAMPLE), str(out),
-            "--variant", "fp32", "--id-field", "id", "--title-field", "title",
-            "--keep", "title", "--chunk-rows", CHUNK, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "embgemma_plugins.cli.main",
+        "embed",
+        str(SAMPLE),
+        str(out),
+        "--variant",
+        "fp32",
+        "--id-field",
+        "id",
+        "--title-field",
+        "title",
+        "--keep",
+        "title",
+        "--chunk-rows",
+        CHUNK,
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +65,14 @@ def test_sample_becomes_parquet_matching_the_core_api(reference, real_fp32):
     assert table.column("id").to_pylist() == [d["id"] for d in docs]
     assert table.column("title").to_pylist() == [d["title"] for d in docs]
     got = table.column("embedding").combine_chunks().values.to_numpy().reshape(len(docs), 768)
-    expected = np.concatenate([
-        real_fp32.embed_documents([d["text"] for d in docs[i : i + 8]],
-                                  [d["title"] for d in docs[i : i + 8]])
-        for i in range(0, len(docs), 8)
-    ])
+    expected = np.concatenate(
+        [
+            real_fp32.embed_documents(
+                [d["text"] for d in docs[i : i + 8]], [d["title"] for d in docs[i : i + 8]]
+            )
+            for i in range(0, len(docs), 8)
+        ]
+    )
     np.testing.assert_allclose(got, expected, atol=2e-6)
     meta = read_metadata(reference)
     assert meta["model"] == REAL_MODEL and meta["model_revision"] == real_fp32.revision

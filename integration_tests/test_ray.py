@@ -44,8 +44,13 @@ SHORT = [t for t in TEXTS if len(t) < 100]
 def cluster():
     """A private Ray runtime on 127.0.0.1 with 2 CPUs; its address for other drivers."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths are long
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             _temp_dir=temp, logging_level="warning")
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=temp,
+        logging_level="warning",
+    )
     try:
         address = ray.get_runtime_context().gcs_address
         assert address.startswith("127.0.0.1:"), address  # loopback only
@@ -56,8 +61,15 @@ def cluster():
 
 
 def docs(n: int) -> list[dict]:
-    return [{"id": f"d{i}", "text": f"{SHORT[i % len(SHORT)]} #{i}",
-             "title": None if i % 3 else f"Title {i}", "n": i} for i in range(n)]
+    return [
+        {
+            "id": f"d{i}",
+            "text": f"{SHORT[i % len(SHORT)]} #{i}",
+            "title": None if i % 3 else f"Title {i}",
+            "n": i,
+        }
+        for i in range(n)
+    ]
 
 
 def write_jsonl(path: Path, rows: list[dict], bad_every: int = 0) -> Path:
@@ -72,8 +84,11 @@ def write_jsonl(path: Path, rows: list[dict], bad_every: int = 0) -> Path:
 
 def embed(model, *args: object) -> None:
     threads = [] if "--threads" in args else ["--threads", "1"]
-    result = CliRunner().invoke(cli, ["embed", *map(str, args), "--model", str(model),
-                                      *threads, "-q"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        ["embed", *map(str, args), "--model", str(model), *threads, "-q"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -92,8 +107,20 @@ def test_jsonl_job_gives_the_local_file(cluster, tiny_model, tmp_path, monkeypat
 
     monkeypatch.setattr(spans, "SPAN_BYTES", 20_000)  # several spans, chunks across them
     src = write_jsonl(tmp_path / "docs.jsonl", docs(3000), bad_every=400)
-    args = ["--id-field", "id", "--title-field", "title", "--keep", "title", "--keep", "n",
-            "--chunk-rows", "100", "--on-error", "skip"]
+    args = [
+        "--id-field",
+        "id",
+        "--title-field",
+        "title",
+        "--keep",
+        "title",
+        "--keep",
+        "n",
+        "--chunk-rows",
+        "100",
+        "--on-error",
+        "skip",
+    ]
     embed(tiny_model, src, tmp_path / "local.parquet", *args)
     embed(tiny_model, src, tmp_path / "ray.parquet", *args, "--engine", "ray", "--actors", "2")
     same_output(tmp_path / "ray.parquet", tmp_path / "local.parquet")
@@ -119,9 +146,29 @@ def test_bad_row_stops_the_job_and_leaves_nothing(cluster, tiny_model, tmp_path)
     src = write_jsonl(tmp_path / "docs.jsonl", docs(300), bad_every=250)
     out = tmp_path / "ray.parquet"
     done = subprocess.run(
-        [sys.executable, "-m", "embgemma_plugins.cli.main", "embed", str(src), str(out),
-         "--model", str(tiny_model), "--engine", "ray", "--address", cluster, "--actors", "1",
-         "--threads", "1", "-q"], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "embgemma_plugins.cli.main",
+            "embed",
+            str(src),
+            str(out),
+            "--model",
+            str(tiny_model),
+            "--engine",
+            "ray",
+            "--address",
+            cluster,
+            "--actors",
+            "1",
+            "--threads",
+            "1",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stderr
     assert f"{src}, line 251: malformed JSON" in done.stderr
     assert "or add --on-error skip" in done.stderr
@@ -137,8 +184,15 @@ def test_embed_dataset_matches_the_core_api(cluster, tiny_model, tiny_gemma):
 
     rows = docs(500)
     ds = ray.data.from_items(rows, override_num_blocks=4)
-    out = embed_dataset(ds, model=str(tiny_model), title_field="title", keep=["n"],
-                        actors=2, threads=1, batch_rows=64)
+    out = embed_dataset(
+        ds,
+        model=str(tiny_model),
+        title_field="title",
+        keep=["n"],
+        actors=2,
+        threads=1,
+        batch_rows=64,
+    )
     got = sorted(out.take_all(), key=lambda r: int(r["id"][1:]))
     assert [r["id"] for r in got] == [r["id"] for r in rows]  # every row exactly once
     assert [r["n"] for r in got] == [str(r["n"]) for r in rows]
@@ -152,11 +206,27 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
     args = ["--id-field", "id", "--chunk-rows", "20"]
     embed(tiny_model, src, tmp_path / "local.parquet", *args)
     out = tmp_path / "ray.parquet"
-    command = [sys.executable, "-m", "embgemma_plugins.cli.main", "embed", str(src), str(out),
-               *args, "--model", str(tiny_model), "--engine", "ray", "--address", cluster,
-               "--actors", "2", "--threads", "1", "-q"]
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "embgemma_plugins.cli.main",
+        "embed",
+        str(src),
+        str(out),
+        *args,
+        "--model",
+        str(tiny_model),
+        "--engine",
+        "ray",
+        "--address",
+        cluster,
+        "--actors",
+        "2",
+        "--threads",
+        "1",
+        "-q",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed, parts_then = None, 0
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline and killed is None:
@@ -184,8 +254,18 @@ def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path, 
     model = locate(REAL_MODEL, "fp32").root
     rows = read_jsonl(ROOT / "integration_tests" / "data" / "retrieval.jsonl.gz")[:200]
     src = write_jsonl(tmp_path / "docs.jsonl", [{"id": r["id"], "text": r["text"]} for r in rows])
-    args = ["--variant", "fp32", "--id-field", "id", "--max-length", "64", "--chunk-rows", "50",
-            "--threads", "2"]
+    args = [
+        "--variant",
+        "fp32",
+        "--id-field",
+        "id",
+        "--max-length",
+        "64",
+        "--chunk-rows",
+        "50",
+        "--threads",
+        "2",
+    ]
     ray_out, local_out = tmp_path / "ray.parquet", tmp_path / "local.parquet"
     embed(model, src, ray_out, *args, "--engine", "ray", "--actors", "1")
     embed(model, src, local_out, *args)

@@ -19,16 +19,28 @@ from embgemma_plugins.benchmarks.run import Plan, run
 
 @pytest.fixture(scope="module")
 def outcome(tiny_model, tiny_checkpoint):
-    plan = Plan(model=str(tiny_model), st_model=str(tiny_checkpoint), variants=("fp32", "int8"),
-                dims=(768, 256), docs=10, queries=4, threads=1, rss_rows=(30,),
-                rss_variants=("fp32",))
+    plan = Plan(
+        model=str(tiny_model),
+        st_model=str(tiny_checkpoint),
+        variants=("fp32", "int8"),
+        dims=(768, 256),
+        docs=10,
+        queries=4,
+        threads=1,
+        rss_rows=(30,),
+        rss_variants=("fp32",),
+    )
     return run(plan, log=lambda _s: None)
 
 
 def test_every_runtime_is_measured_on_the_same_texts(outcome):
     labels = sorted(r.m.runtime.label for r in outcome.rows)
-    assert labels == ["embgemma fp32 d256", "embgemma fp32 d768",
-                      "sentence-transformers fp32 d256", "sentence-transformers fp32 d768"]
+    assert labels == [
+        "embgemma fp32 d256",
+        "embgemma fp32 d768",
+        "sentence-transformers fp32 d256",
+        "sentence-transformers fp32 d768",
+    ]
     for r in outcome.rows:
         assert r.m.docs == 10 and len(r.m.latencies_ms) == 4
         assert r.m.doc_tokens > 10 and r.m.docs_s > 0 and r.m.load_s > 0
@@ -64,8 +76,21 @@ def test_cli_rss_and_report(outcome, tmp_path):
 def test_bench_command_prints_the_table(tiny_model, tiny_checkpoint):
     from embgemma_plugins.cli.main import cli
 
-    args = ["bench", "--model", str(tiny_model), "--st-model", str(tiny_checkpoint),
-            "--variant", "fp32", "--docs", "6", "--queries", "3", "--threads", "1"]
+    args = [
+        "bench",
+        "--model",
+        str(tiny_model),
+        "--st-model",
+        str(tiny_checkpoint),
+        "--variant",
+        "fp32",
+        "--docs",
+        "6",
+        "--queries",
+        "3",
+        "--threads",
+        "1",
+    ]
     done = CliRunner().invoke(cli, args)
     assert done.exit_code == 0, done.output
     assert "embgemma fp32" in done.output and "x ST" in done.output
@@ -87,8 +112,9 @@ def test_percentiles_ratios_and_verdicts():
         rt = harness.Runtime(kind, "m", variant, 768)
         return harness.Measurement(rt, 0.1, 1.0, 10, int(tps), 1.0, [p50] * 3, rss)
 
-    rows = harness.rows([m(harness.ST, "fp32", 100, 100, 1000),
-                         m(harness.ONNX, "int8", 900, 8, 400)])
+    rows = harness.rows(
+        [m(harness.ST, "fp32", 100, 100, 1000), m(harness.ONNX, "int8", 900, 8, 400)]
+    )
     assert rows[1].speedup == 9 and rows[1].latency_ratio == 12.5 and rows[1].memory_ratio == 0.4
     found = {v.target: v for v in targets.verdicts(rows, [])}
     assert found["int8 throughput >= 8x sentence-transformers"].status == "met"

@@ -17,8 +17,10 @@ from embgemma_plugins.cli.output import read_metadata
 from embgemma_plugins.cli.quantise import quantise
 from tests.texts import TEXTS
 
-DOCS = [{"id": f"d{i}", "title": f"Title {i}" if i % 3 else None, "text": t,
-         "n": i, "tags": ["a", i]} for i, t in enumerate(TEXTS)]
+DOCS = [
+    {"id": f"d{i}", "title": f"Title {i}" if i % 3 else None, "text": t, "n": i, "tags": ["a", i]}
+    for i, t in enumerate(TEXTS)
+]
 
 
 def write_jsonl(path, rows):
@@ -28,8 +30,12 @@ def write_jsonl(path, rows):
 
 def embed(tiny_model, *args, input=None):
     runner = CliRunner()
-    result = runner.invoke(cli, ["embed", *map(str, args), "--model", str(tiny_model),
-                                 "--threads", "1"], input=input, catch_exceptions=False)
+    result = runner.invoke(
+        cli,
+        ["embed", *map(str, args), "--model", str(tiny_model), "--threads", "1"],
+        input=input,
+        catch_exceptions=False,
+    )
     return result
 
 
@@ -41,8 +47,21 @@ def vectors(path):
 def test_jsonl_to_parquet_matches_core_api(tmp_path, tiny_model, tiny_gemma):
     src = write_jsonl(tmp_path / "docs.jsonl", DOCS)
     out = tmp_path / "out.parquet"
-    result = embed(tiny_model, src, out, "--id-field", "id", "--title-field", "title",
-                   "--keep", "n", "--keep", "tags", "--keep", "title")
+    result = embed(
+        tiny_model,
+        src,
+        out,
+        "--id-field",
+        "id",
+        "--title-field",
+        "title",
+        "--keep",
+        "n",
+        "--keep",
+        "tags",
+        "--keep",
+        "title",
+    )
     assert result.exit_code == 0, result.output
     table = pq.read_table(out)
     assert table.schema.names == ["id", "n", "tags", "title", "embedding"]
@@ -70,7 +89,7 @@ def test_row_number_ids_task_dim_and_small_chunks(tmp_path, tiny_model, tiny_gem
     assert table.schema.field("id").type == pa.int64()
     assert table.column("id").to_pylist() == list(range(len(DOCS)))
     assert pq.ParquetFile(out).num_row_groups == 3  # one per chunk
-    parts = [tiny_gemma.embed(TEXTS[i:i + 5], task="STS") for i in range(0, len(TEXTS), 5)]
+    parts = [tiny_gemma.embed(TEXTS[i : i + 5], task="STS") for i in range(0, len(TEXTS), 5)]
     full = np.concatenate(parts)[:, :128]
     full /= np.linalg.norm(full, axis=1, keepdims=True)
     np.testing.assert_allclose(vectors(out), full, atol=1e-6)
@@ -171,8 +190,9 @@ def test_quiet_prints_nothing(tmp_path, tiny_model):
 
 def test_progress_lines_when_not_a_terminal(tmp_path, tiny_model):
     src = write_jsonl(tmp_path / "docs.jsonl", DOCS)
-    result = embed(tiny_model, src, tmp_path / "o.parquet", "--chunk-rows", "2",
-                   "--progress-interval", "0")
+    result = embed(
+        tiny_model, src, tmp_path / "o.parquet", "--chunk-rows", "2", "--progress-interval", "0"
+    )
     assert result.exit_code == 0
     lines = [line for line in result.output.splitlines() if "rows/s" in line]
     assert len(lines) > 3 and "tokens/s" in lines[0] and "%" in lines[0]

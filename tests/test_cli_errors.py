@@ -16,8 +16,9 @@ GOOD = [json.dumps({"id": f"d{i}", "text": f"document number {i}"}) for i in ran
 
 
 def run(tiny_model, *args, input=None):
-    return CliRunner().invoke(cli, ["embed", *map(str, args), "--model", str(tiny_model),
-                                    "--threads", "1"], input=input)
+    return CliRunner().invoke(
+        cli, ["embed", *map(str, args), "--model", str(tiny_model), "--threads", "1"], input=input
+    )
 
 
 def write(path, lines, mode="w"):
@@ -75,8 +76,9 @@ def test_skip_writes_rejects_and_goes_on(tmp_path, tiny_model):
     lines = [*GOOD[:3], "{oops", '{"id": "n", "text": 5}', *GOOD[3:]]
     src = write(tmp_path / "in.jsonl", lines)
     out = tmp_path / "out.parquet"
-    result = run(tiny_model, src, out, "--id-field", "id", "--on-error", "skip",
-                 "--chunk-rows", "4")
+    result = run(
+        tiny_model, src, out, "--id-field", "id", "--on-error", "skip", "--chunk-rows", "4"
+    )
     assert result.exit_code == 0, result.output
     assert "2 rejected row(s)" in result.output and "2 skipped" in result.output
     table = pq.read_table(out)
@@ -121,8 +123,9 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_model):
 def test_on_long_error(tmp_path, tiny_model):
     long = json.dumps({"text": "word " * 200})
     src = write(tmp_path / "in.jsonl", [*GOOD[:2], long])
-    result = run(tiny_model, src, tmp_path / "o.parquet", "--max-length", "32",
-                 "--on-long", "error")
+    result = run(
+        tiny_model, src, tmp_path / "o.parquet", "--max-length", "32", "--on-long", "error"
+    )
     assert result.exit_code == 1
     assert f"{src}, line 3: text is" in result.output and "--max-length 32" in result.output
 
@@ -147,15 +150,18 @@ def test_existing_out_needs_overwrite(tmp_path, tiny_model):
     assert pq.read_table(out).num_rows == 10
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--task", "query", "--prompt", "x: "], "give --task or --prompt, not both"),
-    (["--title-field", "t", "--task", "query"], "--title-field builds the document prompt"),
-    (["--keep", "id"], "'id' is a column of the output already"),
-    (["--task", "nonsense"], "unknown task 'nonsense'; valid tasks: "),
-    (["--provider", "cuda"], "available: "),
-    (["--provider", "nosuch"], "unknown provider 'nosuch'; available here: "),
-    (["--id-field", "missing"], "has no column 'missing' (columns: id, text)"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--task", "query", "--prompt", "x: "], "give --task or --prompt, not both"),
+        (["--title-field", "t", "--task", "query"], "--title-field builds the document prompt"),
+        (["--keep", "id"], "'id' is a column of the output already"),
+        (["--task", "nonsense"], "unknown task 'nonsense'; valid tasks: "),
+        (["--provider", "cuda"], "available: "),
+        (["--provider", "nosuch"], "unknown provider 'nosuch'; available here: "),
+        (["--id-field", "missing"], "has no column 'missing' (columns: id, text)"),
+    ],
+)
 def test_misuse_messages(tmp_path, tiny_model, args, message):
     src = tmp_path / "in.csv"
     src.write_text("id,text\na,hello\n")

@@ -34,9 +34,20 @@ def test_peak_rss_does_not_grow_with_rows(tmp_path, tiny_model):
     for n in (1_000, 6_000):
         src = tmp_path / f"in{n}.txt"
         src.write_text("\n".join(lines[:n]) + "\n")
-        peaks[n] = peak_rss_kb(["embed", str(src), str(tmp_path / f"o{n}.parquet"),
-                                "--model", str(tiny_model), "--chunk-rows", "100",
-                                "--batch-tokens", "2048", "-q"])
+        peaks[n] = peak_rss_kb(
+            [
+                "embed",
+                str(src),
+                str(tmp_path / f"o{n}.parquet"),
+                "--model",
+                str(tiny_model),
+                "--chunk-rows",
+                "100",
+                "--batch-tokens",
+                "2048",
+                "-q",
+            ]
+        )
     growth_mb = (peaks[6_000] - peaks[1_000]) / 1024
     print("peak RSS (kB) by rows:", peaks)
     assert growth_mb < 10, f"peak RSS grew by {growth_mb:.1f} MB for 5,000 more rows: {peaks}"

@@ -22,12 +22,15 @@ def test_extract_record_and_kept_values():
     assert rec == Record(4, "7", "hi", None, ('{"a": [1], "b": 1}', "3.5"), 9)
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    ({"id": "a"}, "missing text field 'text' (fields: id)"),
-    ({"text": ["x"], "id": "a"}, "text field 'text' is an array, not a string"),
-    ({"text": "x", "id": True}, "id field 'id' is a boolean, not a string or integer"),
-    ({"text": "x", "id": "a", "title": 3}, "title field 'title' is a number, not a string"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        ({"id": "a"}, "missing text field 'text' (fields: id)"),
+        ({"text": ["x"], "id": "a"}, "text field 'text' is an array, not a string"),
+        ({"text": "x", "id": True}, "id field 'id' is a boolean, not a string or integer"),
+        ({"text": "x", "id": "a", "title": 3}, "title field 'title' is a number, not a string"),
+    ],
+)
 def test_extract_rejects(data, reason):
     rej = extract(data, SPEC, row=0, line=1)
     assert isinstance(rej, Reject) and rej.reason == reason
@@ -40,7 +43,8 @@ def test_json_line_errors():
 
 def test_spec_checks_and_columns():
     assert FieldSpec(keep=("embedding",)).check() == [
-        "--keep embedding: 'embedding' is a column of the output already"]
+        "--keep embedding: 'embedding' is a column of the output already"
+    ]
     assert FieldSpec("t", "i", None, ("t", "x")).columns() == ["t", "i", "x"]
 
 

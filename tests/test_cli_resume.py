@@ -26,10 +26,28 @@ ROWS, CHUNK = 1200, 40
 
 
 def command(tiny_model, src, out, *extra):
-    return [sys.executable, "-m", "embgemma_plugins.cli.main", "embed", str(src), str(out),
-            "--model", str(tiny_model), "--threads", "1", "--id-field", "id",
-            "--keep", "lang", "--chunk-rows", str(CHUNK), "--batch-tokens", "2048", "-q",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "embgemma_plugins.cli.main",
+        "embed",
+        str(src),
+        str(out),
+        "--model",
+        str(tiny_model),
+        "--threads",
+        "1",
+        "--id-field",
+        "id",
+        "--keep",
+        "lang",
+        "--chunk-rows",
+        str(CHUNK),
+        "--batch-tokens",
+        "2048",
+        "-q",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +110,9 @@ def test_killed_runs_resume_to_identical_file(tmp_path, tiny_model, corpus, prec
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == [f"doc-{i}" for i in range(ROWS)]
     emb = table.column("embedding").combine_chunks().values.to_numpy()
-    assert np.array_equal(emb, pq.read_table(ref).column("embedding").combine_chunks()
-                          .values.to_numpy())
+    assert np.array_equal(
+        emb, pq.read_table(ref).column("embedding").combine_chunks().values.to_numpy()
+    )
 
 
 def test_out_appears_only_at_the_end(tmp_path, tiny_model, corpus):

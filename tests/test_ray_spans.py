@@ -25,8 +25,11 @@ SPEC = FieldSpec("text", "id", "title", ("n",))
 def messy_jsonl() -> bytes:
     lines = [b"\xef\xbb\xbf" + json.dumps({"id": "bom", "text": "first"}).encode()]
     for i, t in enumerate(TEXTS * 3):
-        lines.append(json.dumps({"id": f"d{i}", "text": t, "title": f"T{i}", "n": i},
-                                ensure_ascii=False).encode())
+        lines.append(
+            json.dumps(
+                {"id": f"d{i}", "text": t, "title": f"T{i}", "n": i}, ensure_ascii=False
+            ).encode()
+        )
         if i % 7 == 0:
             lines.append(b"   ")  # blank: not a row
         if i % 11 == 0:
@@ -71,8 +74,9 @@ def test_jsonl_spans_give_the_readers_chunks(tmp_path, span_bytes, size):
 
 def test_gzip_is_one_span_and_text_format(tmp_path):
     path = tmp_path / "in.txt.gz"
-    path.write_bytes(gzip.compress(("\n".join(t.replace("\n", " ") for t in TEXTS) + "\n\n")
-                                   .encode()))
+    path.write_bytes(
+        gzip.compress(("\n".join(t.replace("\n", " ") for t in TEXTS) + "\n\n").encode())
+    )
     source = spans.Source(str(path), "text", FieldSpec(), 4)
     plan, got = chunks_by_spans(source, 10)
     assert len(plan) == 1 and plan[0].gzip
