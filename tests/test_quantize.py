@@ -19,6 +19,7 @@ from embgemma_plugins.onnx_models.blockquant import (
 )
 from embgemma_plugins.onnx_models.fusions import fast_gelu
 from embgemma_plugins.onnx_models.quantize import (
+    EmbeddingRule,
     MatMulRule,
     Recipe,
     build_variant,
@@ -79,6 +80,8 @@ def test_recipes_cover_every_variant() -> None:
         recipes["int4"].rule_for("/0/layers.3/mlp/down_proj/MatMul").bits == 8
     )  # outlier inputs: 8-bit
     assert recipes["int4"].rule_for("/0/layers.3/mlp/up_proj/MatMul").bits == 4
+    assert recipes["int4"].rule_for("/0/layers.23/mlp/up_proj/MatMul").bits == 8  # the ends
+    assert recipes["int4"].rule_for("/0/layers.10/self_attn/q_proj/MatMul").bits == 4
     assert recipes["int8"].rule_for("/3/linear/MatMul") is None  # Dense head is not a target
 
 
@@ -117,6 +120,18 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
         for v in built
     }
     assert size["int4"] < size["int8"] < size["fp32"]
+
+
+def test_half_precision_embedding_scales_are_cast_back_at_once(built) -> None:  # type: ignore[no-untyped-def]
+    model = onnx.load(str(built["int4"]), load_external_data=False)
+    gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
+    scales = next(t for t in model.graph.initializer if t.name == gather.input[2])
+    assert scales.data_type == onnx.TensorProto.FLOAT16
+    users = [n for n in model.graph.node if gather.output[0] in n.input]
+    assert [u.op_type for u in users] == ["Cast"]
+    assert users[0].attribute[0].i == onnx.TensorProto.FLOAT
+    with pytest.raises(ValueError, match="scale_dtype"):
+        Recipe("x", embedding=EmbeddingRule(scale_dtype="bfloat16"))
 
 
 def test_block_quantisation_round_trip() -> None:
