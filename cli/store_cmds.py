@@ -14,21 +14,27 @@ from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS, list_var
 
 
 def human_size(n: int) -> str:
+    """Decimal units, as the fidelity bars state sizes (1 MB = 10**6 bytes)."""
     size = float(n)
     for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+        if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        size /= 1000
     return f"{size:.1f} TB"
 
 
 def fidelity_text(fidelity: dict[str, Any] | None) -> str:
-    """``mean_cosine=0.998, min_cosine=0.99`` from the manifest's numeric entries."""
+    """``mean 0.99950 min 0.99900 top10 0.9800 (meets bar)`` at 768 dims, from the manifest."""
     if not fidelity:
-        return "-"
-    items = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-             for k, v in fidelity.items() if isinstance(v, (int, float, str))]
-    return ", ".join(items) or "-"
+        return "not measured"
+    full = fidelity.get("figures", {}).get("768")
+    if not isinstance(full, dict):
+        return "not measured"
+    verdict = "meets bar" if fidelity.get("passed") else "BELOW BAR"
+    return (
+        f"mean {full['mean_cosine']:.5f} min {full['min_cosine']:.5f} "
+        f"top10 {full['top10_overlap']:.4f} ({verdict})"
+    )
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

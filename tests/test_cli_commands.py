@@ -34,6 +34,8 @@ def test_models_lists_the_store(private_store, tiny_model):
         shutil.copytree(tiny_model, slot)
     table = invoke("models")
     assert "MODEL" in table and "FIDELITY" in table and str(slot) in table
+    line = next(row for row in table.splitlines() if row.endswith(str(slot)))
+    assert "mean 1.00000 min 1.00000 top10 1.0000 (meets bar)" in line  # fp32 == reference
     rows = json.loads(invoke("models", "--json"))
     mine = [r for r in rows if r["path"] == str(slot)]
     assert mine and mine[0]["variant"] == "fp32" and mine[0]["size_bytes"] > 0
