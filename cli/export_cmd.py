@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from embgemma_plugins.errors import EmbeddingGemmaError
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, DEFAULT_VARIANT, VARIANTS
 
 
 @click.command()
@@ -17,7 +17,7 @@ from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
     show_default=True,
     help="Hub id or local sentence-transformers checkpoint folder.",
 )
-@click.option("--variant", type=click.Choice(VARIANTS), default="fp32", show_default=True)
+@click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT, show_default=True)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

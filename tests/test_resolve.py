@@ -65,7 +65,15 @@ def test_a_variant_below_its_bar_is_refused(tiny_checkpoint, tiny_corpus, tmp_pa
 
     impossible = fidelity.Bar(mean_cosine=1.01, min_cosine=0.5, top10_overlap=0.5, max_size_mb=1)
     monkeypatch.setitem(fidelity.BARS, "fp32", impossible)
-    args = ["export", "--model", str(tiny_checkpoint), "--out", str(tmp_path / "v")]
+    args = [
+        "export",
+        "--model",
+        str(tiny_checkpoint),
+        "--variant",
+        "fp32",
+        "--out",
+        str(tmp_path / "v"),
+    ]
     result = CliRunner().invoke(cli, [*args, "--fidelity-corpus", str(tiny_corpus)])
     assert result.exit_code == 1
     assert "misses its fidelity bar: mean_cosine" in result.output
