@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,21 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REAL_MODEL = "google/embeddinggemma-300m"
 ROOT = Path(__file__).resolve().parents[1]
+# The store the user (or CI) chose, read at collection, before any unit-test fixture
+# points EMBGEMMA_HOME at a temporary folder for the rest of the session.
+USER_STORE = os.environ.get("EMBGEMMA_HOME")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_store() -> Iterator[None]:
+    """Real-weight variants live in the real model store, so later runs reuse them."""
+    private = os.environ.pop("EMBGEMMA_HOME", None)
+    if USER_STORE is not None:
+        os.environ["EMBGEMMA_HOME"] = USER_STORE
+    yield
+    os.environ.pop("EMBGEMMA_HOME", None)
+    if private is not None:
+        os.environ["EMBGEMMA_HOME"] = private
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

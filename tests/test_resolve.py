@@ -26,6 +26,7 @@ def test_manifest_records_source_files_versions_and_prompts(tiny_model, tiny_che
     assert manifest.prompts == PROMPTS
     assert set(manifest.files) == {
         "model.onnx",
+        "model.onnx.data",
         "tokenizer.model",
         "config_sentence_transformers.json",
     }
@@ -100,9 +101,11 @@ def test_unknown_model_references(tmp_path):
         EmbeddingGemma(str(tmp_path / "missing"))
 
 
-def test_onnx_community_layout_with_outputs_in_another_order(tiny_model, tmp_path, tiny_gemma):
+def test_onnx_community_layout_with_outputs_in_another_order(
+    tiny_model, tiny_optimum, tmp_path, tiny_gemma
+):
     """onnx/model.onnx + model.onnx_data, output ``last_hidden_state`` listed first."""
-    model = onnx.load(tiny_model / "model.onnx")
+    model = onnx.load(tiny_optimum)  # the plain Optimum graph, as the community ships it
     outputs = list(model.graph.output)
     for o in outputs:
         if o.name == "token_embeddings":
@@ -119,7 +122,7 @@ def test_onnx_community_layout_with_outputs_in_another_order(tiny_model, tmp_pat
         save_as_external_data=True,
         all_tensors_to_one_file=True,
         location="model.onnx_data",
-        size_threshold=0,
+        size_threshold=1024,
     )
     assert (tmp_path / "onnx" / "model.onnx_data").is_file()
     for name in ("tokenizer.model", "config_sentence_transformers.json"):
@@ -134,8 +137,8 @@ def test_onnx_community_layout_with_outputs_in_another_order(tiny_model, tmp_pat
 
 
 def test_folder_without_prompt_table_explains(tiny_model, tmp_path, monkeypatch):
-    shutil.copy(tiny_model / "model.onnx", tmp_path / "model.onnx")
-    shutil.copy(tiny_model / "tokenizer.model", tmp_path / "tokenizer.model")
+    for name in ("model.onnx", "model.onnx.data", "tokenizer.model"):
+        shutil.copy(tiny_model / name, tmp_path / name)
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "no-cache"))
@@ -150,8 +153,8 @@ def test_folder_without_prompt_table_uses_the_base_checkpoints(tiny_model, tmp_p
 
     if hub.cached("google/embeddinggemma-300m", "config_sentence_transformers.json") is None:
         pytest.skip("google/embeddinggemma-300m is not in the Hugging Face cache")
-    shutil.copy(tiny_model / "model.onnx", tmp_path / "model.onnx")
-    shutil.copy(tiny_model / "tokenizer.model", tmp_path / "tokenizer.model")
+    for name in ("model.onnx", "model.onnx.data", "tokenizer.model"):
+        shutil.copy(tiny_model / name, tmp_path / name)
     assert dict(EmbeddingGemma(tmp_path).prompts.prompts) == PROMPTS
 
 
