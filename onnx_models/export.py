@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from filelock import FileLock
 
 from embgemma_plugins import hub
@@ -110,15 +111,16 @@ def optimum_export(checkpoint: Path, out: Path) -> Path:
 
 
 def calibration_texts(checkpoint: Path, count: int, corpus: Path = CALIBRATION) -> list[str]:
-    """The first ``count`` calibration texts with the prompts retrieval gives them.
+    """``count`` calibration texts spread evenly over the corpus (queries, documents, code
+    and languages alike), with the prompts retrieval gives them.
 
     Calibration text is never fidelity text, so a recipe cannot be tuned to its own test.
     """
     table = PromptTable.from_file(checkpoint / PROMPTS_FILE)
     calib = load_corpus(corpus)
-    return [
-        table.prompt(task) + text for task, text in zip(calib.tasks(), calib.texts, strict=True)
-    ][:count]
+    texts = [table.prompt(t) + x for t, x in zip(calib.tasks(), calib.texts, strict=True)]
+    picks = np.linspace(0, len(texts) - 1, num=min(count, len(texts))).round().astype(int)
+    return [texts[i] for i in dict.fromkeys(picks.tolist())]
 
 
 def _build_graph(

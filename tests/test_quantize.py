@@ -197,3 +197,18 @@ def test_fast_gelu_and_smoothing_preserve_the_function(
     G.save(model, tmp_path / "model.onnx")
     ids = tokenize(TEXTS)
     assert cosines(embed(tiny_optimum, ids), embed(tmp_path / "model.onnx", ids)).min() >= 0.99999
+
+
+def test_calibration_mixes_queries_and_documents_and_never_uses_fidelity_text(
+    tiny_checkpoint: Path,
+) -> None:
+    from embgemma_plugins.onnx_models.export import calibration_texts
+    from embgemma_plugins.onnx_models.fidelity import load_corpus
+
+    texts = calibration_texts(tiny_checkpoint, 64)
+    assert len(texts) == len(set(texts)) == 64
+    queries = [t for t in texts if t.startswith("task: search result | query: ")]
+    documents = [t for t in texts if t.startswith("title: none | text: ")]
+    assert len(queries) + len(documents) == 64 and min(len(queries), len(documents)) >= 16
+    fidelity = set(load_corpus().texts)
+    assert not any(t.split(": ", 2)[-1] in fidelity for t in texts)
