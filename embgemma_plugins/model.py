@@ -19,7 +19,7 @@ from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS, plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import check_dimensions, check_finite, truncate
 from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
-from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable
+from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable, choose_prompt
 from embgemma_plugins.resolve import ModelFiles, locate
 from embgemma_plugins.session import ProviderSpec, create_session, run_batch
 from embgemma_plugins.tokenizer import Encoded, Tokenizer
@@ -107,13 +107,7 @@ class EmbeddingGemma:
 
     def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
         """The prompt string for ``task`` or the explicit ``prompt`` (not both)."""
-        if task is not None and prompt is not None:
-            raise InvalidArgumentError("give either task= or prompt=, not both")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
-            return prompt
-        return self.prompts.prompt(task) if task is not None else self.prompts.default_prompt()
+        return choose_prompt(self.prompts, task, prompt)
 
     def tokenize(self, texts: Sequence[str], prompts: str | Sequence[str] = "") -> Encoded:
         """Prepend the prompt(s) and tokenise; one prompt for all texts or one per text."""

@@ -105,3 +105,15 @@ class PromptTable:
                 f"the document prompt {base!r} has no '{slot}' slot to put a title in"
             )
         return base.replace(slot, f"title: {title}", 1)
+
+
+def choose_prompt(table: PromptTable, task: str | None = None, prompt: str | None = None) -> str:
+    """The prompt for ``task`` from ``table``, or the explicit ``prompt`` (not both);
+    neither gives the table's default prompt."""
+    if task is not None and prompt is not None:
+        raise InvalidArgumentError("give either task= or prompt=, not both")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
+        return prompt
+    return table.prompt(task) if task is not None else table.default_prompt()

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embgemma_plugins.errors import InvalidArgumentError
-from embgemma_plugins.prompts import PromptTable
+from embgemma_plugins.prompts import PromptTable, choose_prompt
 from embgemma_plugins.resolve import ModelFiles, load_prompt_table, locate
 
 if TYPE_CHECKING:
@@ -96,10 +95,4 @@ class ModelInfo:
 
     def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
         """The rule of :meth:`EmbeddingGemma.prompt_for`, without a session."""
-        if task is not None and prompt is not None:
-            raise InvalidArgumentError("give either task= or prompt=, not both")
-        if prompt is not None:
-            if not isinstance(prompt, str):
-                raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
-            return prompt
-        return self.prompts.prompt(task) if task is not None else self.prompts.default_prompt()
+        return choose_prompt(self.prompts, task, prompt)
