@@ -107,7 +107,7 @@ class EmbeddingGemma:
 
     def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
         """The prompt string for ``task`` or the explicit ``prompt`` (not both)."""
-        return choose_prompt(self.prompts, task, prompt)
+        return choose_prompt(lambda: self.prompts, task, prompt)
 
     def tokenize(self, texts: Sequence[str], prompts: str | Sequence[str] = "") -> Encoded:
         """Prepend the prompt(s) and tokenise; one prompt for all texts or one per text."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +107,17 @@ class PromptTable:
         return base.replace(slot, f"title: {title}", 1)
 
 
-def choose_prompt(table: PromptTable, task: str | None = None, prompt: str | None = None) -> str:
-    """The prompt for ``task`` from ``table``, or the explicit ``prompt`` (not both);
-    neither gives the table's default prompt."""
+def choose_prompt(
+    table: Callable[[], PromptTable], task: str | None = None, prompt: str | None = None
+) -> str:
+    """The prompt for ``task`` from ``table()``, or the explicit ``prompt`` (not both);
+    neither gives the table's default prompt. ``table`` is called only when needed, so
+    an explicit prompt works for an export that has no prompt table."""
     if task is not None and prompt is not None:
         raise InvalidArgumentError("give either task= or prompt=, not both")
     if prompt is not None:
         if not isinstance(prompt, str):
             raise InvalidArgumentError(f"prompt must be a string, not {type(prompt).__name__}")
         return prompt
-    return table.prompt(task) if task is not None else table.default_prompt()
+    prompts = table()
+    return prompts.prompt(task) if task is not None else prompts.default_prompt()

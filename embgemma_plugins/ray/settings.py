@@ -95,4 +95,4 @@ class ModelInfo:
 
     def prompt_for(self, task: str | None = None, prompt: str | None = None) -> str:
         """The rule of :meth:`EmbeddingGemma.prompt_for`, without a session."""
-        return choose_prompt(self.prompts, task, prompt)
+        return choose_prompt(lambda: self.prompts, task, prompt)
