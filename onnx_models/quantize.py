@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import tomllib
 from onnx import numpy_helper
 
 from . import fusions
@@ -135,10 +134,19 @@ def _recipe(name: str, table: dict[str, Any]) -> Recipe:
     return Recipe(name=name, **table)
 
 
+def _toml() -> Any:
+    """tomllib (Python 3.11+) or its backport tomli, which the extras install on 3.10."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib
+
+
 def load_recipes(path: Path = RECIPES) -> dict[str, Recipe]:
     """Every recipe in `recipes.toml`, by variant name."""
     with open(path, "rb") as f:
-        return {name: _recipe(name, table) for name, table in tomllib.load(f).items()}
+        return {name: _recipe(name, table) for name, table in _toml().load(f).items()}
 
 
 def _weight_error(recipe: Recipe) -> Callable[[onnx.NodeProto, np.ndarray, np.ndarray], float]:
