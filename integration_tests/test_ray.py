@@ -92,6 +92,32 @@ def embed(model, *args: object) -> None:
     assert result.exit_code == 0, result.output
 
 
+def ray_command(
+    model: Path, src: Path, out: Path, address: str, actors: int, *args: str
+) -> list[str]:
+    """``embgemma embed SRC OUT --engine ray`` as a user's own driver process runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "embgemma_plugins.cli.main",
+        "embed",
+        str(src),
+        str(out),
+        *args,
+        "--model",
+        str(model),
+        "--engine",
+        "ray",
+        "--address",
+        address,
+        "--actors",
+        str(actors),
+        "--threads",
+        "1",
+        "-q",
+    ]
+
+
 def same_output(ray_out: Path, local_out: Path) -> None:
     a, b = pq.read_table(ray_out), pq.read_table(local_out)
     assert a.column("id").to_pylist() == b.column("id").to_pylist()
@@ -146,25 +172,7 @@ def test_bad_row_stops_the_job_and_leaves_nothing(cluster, tiny_model, tmp_path)
     src = write_jsonl(tmp_path / "docs.jsonl", docs(300), bad_every=250)
     out = tmp_path / "ray.parquet"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embgemma_plugins.cli.main",
-            "embed",
-            str(src),
-            str(out),
-            "--model",
-            str(tiny_model),
-            "--engine",
-            "ray",
-            "--address",
-            cluster,
-            "--actors",
-            "1",
-            "--threads",
-            "1",
-            "-q",
-        ],
+        ray_command(tiny_model, src, out, cluster, 1),
         capture_output=True,
         text=True,
         timeout=600,
@@ -206,26 +214,7 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
     args = ["--id-field", "id", "--chunk-rows", "20"]
     embed(tiny_model, src, tmp_path / "local.parquet", *args)
     out = tmp_path / "ray.parquet"
-    command = [
-        sys.executable,
-        "-m",
-        "embgemma_plugins.cli.main",
-        "embed",
-        str(src),
-        str(out),
-        *args,
-        "--model",
-        str(tiny_model),
-        "--engine",
-        "ray",
-        "--address",
-        cluster,
-        "--actors",
-        "2",
-        "--threads",
-        "1",
-        "-q",
-    ]
+    command = ray_command(tiny_model, src, out, cluster, 2, *args)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed, parts_then = None, 0
     deadline = time.monotonic() + 600
@@ -245,12 +234,10 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
     same_output(out, tmp_path / "local.parquet")
 
 
-def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path, monkeypatch):
+def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path):
     from embgemma_plugins.resolve import locate
 
-    # The real store's variant folder: the unit tests' session may have pointed
-    # EMBGEMMA_HOME (inherited by the Ray runtime) at their private store.
-    monkeypatch.delenv("EMBGEMMA_HOME", raising=False)
+    # The real store (conftest.real_store), which the Ray runtime inherited at start.
     model = locate(REAL_MODEL, "fp32").root
     rows = read_jsonl(ROOT / "integration_tests" / "data" / "retrieval.jsonl.gz")[:200]
     src = write_jsonl(tmp_path / "docs.jsonl", [{"id": r["id"], "text": r["text"]} for r in rows])
