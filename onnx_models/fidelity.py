@@ -116,7 +116,7 @@ def shortfalls(figures: dict[str, Any], bar: Bar, size_bytes: int) -> list[str]:
                 f"< {bar.top10_overlap}"
             )
     if size_bytes > bar.max_size_mb * 1e6:
-        missed.append(f"size {size_bytes / 1e6:.0f} MB > {bar.max_size_mb:.0f} MB")
+        missed.append(f"size {size_bytes / 1e6:.3g} MB > {bar.max_size_mb:g} MB")
     return missed
 
 
