@@ -114,16 +114,20 @@ def matmul_nbits(
     accuracy_level: int,
     search: int = 0,
     importance: np.ndarray | None = None,
+    codes: Quantised | None = None,
 ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
     """Replace MatMul(x, w[K, N]) by MatMulNBits with `bits`-bit blocks of `block_size` along K.
-    `importance[K]` weights the clipping search (see `quantize_blocks`)."""
+    `importance[K]` weights the clipping search (see `quantize_blocks`); `codes` already
+    computed in that layout (e.g. by GPTQ) are stored as they are."""
     k, n = w.shape
-    weight = (
-        None
-        if importance is None
-        else blocks_along_k(importance[:, None].astype(np.float32), block_size)
-    )
-    q, scale, zp = quantize_blocks(blocks_along_k(w, block_size), bits, symmetric, search, weight)
+    if codes is None:
+        weight = (
+            None
+            if importance is None
+            else blocks_along_k(importance[:, None].astype(np.float32), block_size)
+        )
+        codes = quantize_blocks(blocks_along_k(w, block_size), bits, symmetric, search, weight)
+    q, scale, zp = codes
     base = node.name.strip("/").replace("/", "_") or node.output[0]
     inits = [
         numpy_helper.from_array(pack4(q) if bits == 4 else q, base + "_qweight"),

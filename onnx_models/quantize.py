@@ -23,6 +23,7 @@ from onnx import numpy_helper
 from . import fusions
 from . import graph as G
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
+from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
 from .smoothing import Stats, activation_stats, smooth
 
@@ -42,7 +43,9 @@ class MatMulRule:
     kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
     tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "fp32": unchanged.
     scale_search > 0: try that many clipped ranges per block, keep the one with the least error
-    weighted by the calibration mean x**2 of each input channel."""
+    weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
+    error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
+    rounds the channels with the largest mean x**2 first."""
 
     kernel: str = "nbits"
     bits: int = 8
@@ -50,6 +53,8 @@ class MatMulRule:
     symmetric: bool = True
     accuracy_level: int = 4
     scale_search: int = 0
+    gptq: bool = False
+    act_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,8 +104,11 @@ class Recipe:
 
     def calibrated(self) -> bool:
         return bool(self.smoothing) or any(
-            r.kernel == "nbits" and r.scale_search for r in self.rules()
+            r.kernel == "nbits" and (r.scale_search or r.gptq) for r in self.rules()
         )
+
+    def needs_hessians(self) -> bool:
+        return any(r.kernel == "nbits" and r.gptq for r in self.rules())
 
     def rule_for(self, node_name: str) -> MatMulRule | None:
         """The rule for a weight MatMul (None: not a target, stays fp32)."""
@@ -176,17 +184,7 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
         ):
             rule = recipe.rule_for(node.name)
             if rule is not None and rule.kernel == "nbits":
-                importance = stats[node.input[0]][1] if stats and rule.scale_search else None
-                new, extra = matmul_nbits(
-                    node,
-                    numpy_helper.to_array(inits[node.input[1]]),
-                    rule.bits,
-                    rule.block_size,
-                    rule.symmetric,
-                    rule.accuracy_level,
-                    rule.scale_search,
-                    importance,
-                )
+                new, extra = _nbits(node, numpy_helper.to_array(inits[node.input[1]]), rule, stats)
             elif rule is not None and rule.kernel == "dynamic":
                 new, extra = dynamic_matmul(node, numpy_helper.to_array(inits[node.input[1]]))
         elif (
@@ -217,6 +215,38 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     return replaced
 
 
+def _nbits(
+    node: onnx.NodeProto, w: np.ndarray, rule: MatMulRule, stats: Stats | None
+) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
+    """MatMulNBits for one weight MatMul by `rule` (calibrated rules read `stats`)."""
+    seen = stats[node.input[0]] if stats else None
+    importance = seen.mean_sq if seen is not None and rule.scale_search else None
+    codes = None
+    if rule.gptq:
+        if seen is None or seen.hessian is None:
+            raise ValueError(f"GPTQ on {node.name} needs calibration Hessians")
+        codes = gptq_blocks(
+            w,
+            seen.hessian,
+            rule.bits,
+            rule.block_size,
+            rule.symmetric,
+            rule.scale_search,
+            act_order=rule.act_order,
+        )
+    return matmul_nbits(
+        node,
+        w,
+        rule.bits,
+        rule.block_size,
+        rule.symmetric,
+        rule.accuracy_level,
+        rule.scale_search,
+        importance,
+        codes,
+    )
+
+
 def _half_scales(gather: onnx.NodeProto, inits: list[onnx.TensorProto]) -> onnx.NodeProto:
     """Store a GatherBlockQuantized's scales as float16; returns the Cast to float32 that must
     follow it (the gather then outputs float16 rows, consumed only by that Cast)."""
@@ -244,7 +274,12 @@ def calibrate(
     tensors = sorted(
         {n.input[0] for n in G.weight_matmuls(model) if recipe.rule_for(n.name) is not None}
     )
-    return activation_stats(model, tensors, tokenize(list(texts)[: recipe.calibration_samples]))
+    return activation_stats(
+        model,
+        tensors,
+        tokenize(list(texts)[: recipe.calibration_samples]),
+        hessians=recipe.needs_hessians(),
+    )
 
 
 def build_variant(

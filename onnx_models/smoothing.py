@@ -61,11 +61,33 @@ def groups(model: onnx.ModelProto, pattern: str) -> list[Group]:
     return found
 
 
+@dataclass
+class ChannelStats:
+    """Calibration statistics of one MatMul input x over real tokens: per-channel max |x| and
+    mean x**2, and (when asked for) the mean outer product x x^T, GPTQ's Hessian."""
+
+    absmax: np.ndarray
+    mean_sq: np.ndarray
+    hessian: np.ndarray | None = None
+
+    def divided(self, s: np.ndarray) -> ChannelStats:
+        """The statistics of x / s (after smoothing by s)."""
+        h = None if self.hessian is None else self.hessian / np.outer(s, s)
+        return ChannelStats(self.absmax / s, self.mean_sq / s**2, h)
+
+
+Stats = dict[str, ChannelStats]
+
+
 def activation_stats(
-    model: onnx.ModelProto, tensors: list[str], ids: list[list[int]], batch_tokens: int = 4096
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per-channel (max |value|, mean value**2) of the named tensors over the real (non-pad)
-    tokens of `ids`."""
+    model: onnx.ModelProto,
+    tensors: list[str],
+    ids: list[list[int]],
+    batch_tokens: int = 4096,
+    hessians: bool = False,
+) -> Stats:
+    """Statistics of the named tensors over the real (non-pad) tokens of `ids`; with
+    `hessians`, also the mean x x^T of each (float64, channels x channels)."""
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -75,6 +97,7 @@ def activation_stats(
     )
     absmax: dict[str, np.ndarray] = {}
     sumsq: dict[str, np.ndarray] = {}
+    outer: dict[str, np.ndarray] = {}
     count = 0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.onnx"
@@ -91,7 +114,14 @@ def activation_stats(
                 real = value[mask.astype(bool)].astype(np.float64)
                 absmax[name] = np.maximum(absmax.get(name, 0), np.abs(real).max(0))
                 sumsq[name] = sumsq.get(name, 0) + (real**2).sum(0)
-    return {name: (absmax[name], sumsq[name] / count) for name in tensors}
+                if hessians:
+                    outer[name] = outer.get(name, 0) + real.T @ real
+    return {
+        name: ChannelStats(
+            absmax[name], sumsq[name] / count, outer[name] / count if hessians else None
+        )
+        for name in tensors
+    }
 
 
 def batches(ids: list[list[int]], batch_tokens: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -120,9 +150,6 @@ WeightError = Callable[[onnx.NodeProto, np.ndarray, np.ndarray], float]
 ALPHAS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
 
 
-Stats = dict[str, tuple[np.ndarray, np.ndarray]]
-
-
 def smooth(
     model: onnx.ModelProto,
     rules: Sequence[tuple[str, float | None]],
@@ -139,7 +166,8 @@ def smooth(
     plan = [(g, alpha) for pattern, alpha in rules for g in groups(model, pattern)]
     for g, alpha in plan:
         weights = [G.array(model, n.input[1]) for n in g.matmuls]
-        x_max, x_ms = (np.maximum(v, 1e-10) for v in stats[g.tensor])
+        seen = stats[g.tensor]
+        x_max, x_ms = np.maximum(seen.absmax, 1e-10), np.maximum(seen.mean_sq, 1e-10)
         if alpha is None:
             if weight_error is None:
                 raise ValueError("searching the smoothing strength needs weight_error")
@@ -166,7 +194,7 @@ def smooth(
             g.fold_into,
             (target / s.reshape((1,) * (target.ndim - 1) + (-1,))).astype(np.float32),
         )
-        stats[g.tensor] = (x_max / s, x_ms / s**2)
+        stats[g.tensor] = stats[g.tensor].divided(s)
     return sum(len(g.matmuls) for g, _ in plan)
 
 

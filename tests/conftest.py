@@ -70,6 +70,15 @@ def tiny_optimum(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
+def tokenize(tiny_model: Path):  # type: ignore[no-untyped-def]
+    """Texts -> ids as the graph sees them (BOS + pieces + EOS), for building variants."""
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(tiny_model / "tokenizer.model"))
+    return lambda texts: [[2, *ids, 1] for ids in sp.encode(list(texts))]
+
+
+@pytest.fixture(scope="session")
 def tiny_gemma(tiny_model: Path):  # type: ignore[no-untyped-def]
     from embgemma_plugins import EmbeddingGemma
 

@@ -36,14 +36,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tokenize(tiny_model: Path):  # type: ignore[no-untyped-def]
-    import sentencepiece as spm
-
-    sp = spm.SentencePieceProcessor(model_file=str(tiny_model / "tokenizer.model"))
-    return lambda texts: [[2, *ids, 1] for ids in sp.encode(list(texts))]
-
-
 def embed(model: Path, ids: list[list[int]]) -> np.ndarray:
     width = max(map(len, ids))
     input_ids = np.array([seq + [0] * (width - len(seq)) for seq in ids], np.int64)

@@ -64,7 +64,9 @@ def test_fidelity_is_measured_and_recorded(tiny_model, tiny_corpus):
 def test_a_variant_below_its_bar_is_refused(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
     from embgemma_plugins.onnx_models import fidelity
 
-    impossible = fidelity.Bar(mean_cosine=1.01, min_cosine=0.5, top10_overlap=0.5, max_size_mb=0.001)
+    impossible = fidelity.Bar(
+        mean_cosine=1.01, min_cosine=0.5, top10_overlap=0.5, max_size_mb=0.001
+    )
     monkeypatch.setitem(fidelity.BARS, "fp32", impossible)
     args = [
         "export",
