@@ -7,7 +7,8 @@ al., 2022) rounds the input channels one at a time and pushes each rounding erro
 channels not yet rounded, weighted by the inverse Hessian, so later roundings cancel it.
 Blocks (one scale and zero point per `block_size` input channels of an output column) are
 chosen when the sweep reaches them, from the already-corrected weights, as in GPTQ's
-grouped quantisation."""
+grouped quantisation; in activation order they are fixed up front instead ("static
+groups"), since the sweep then visits every block from the start."""
 
 from __future__ import annotations
 
@@ -61,7 +62,9 @@ def gptq_blocks(
     zeros = np.full((n, blocks[0]), 2 ** (bits - 1), np.uint8)
     weights = importance.reshape(1, *blocks)
     if act_order:
-        scales[:], found = _ranges(w.T.reshape(n, *blocks), bits, symmetric, search, weights)
+        _, scales[:], found = quantize_blocks(
+            w.T.reshape(n, *blocks), bits, symmetric, search, weights
+        )
         if found is not None:
             zeros[:] = found
     for start in range(0, k, block_size):  # lazy batches of one block's width
@@ -69,7 +72,7 @@ def gptq_blocks(
         batch = work[:, start:end]  # a view: corrected in place as the sweep goes
         if not act_order:  # natural order: this batch is block start // block_size
             group = start // block_size
-            scale, found = _ranges(
+            _, scale, found = quantize_blocks(
                 batch[:, None].astype(np.float32),
                 bits,
                 symmetric,
@@ -91,12 +94,3 @@ def gptq_blocks(
             batch[:, j + 1 :] -= np.outer(errors[:, j], u[start + j, start + j + 1 : end])
         work[:, end:] -= errors @ u[start:end, end:]
     return codes, scales, None if symmetric else zeros
-
-
-def _ranges(
-    blocks: np.ndarray, bits: int, symmetric: bool, search: int, importance: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Scales and zero points (None when symmetric), [N, n_blocks], of `blocks` [N, n_blocks,
-    B]; `importance` [1, n_blocks, B] weights the range search."""
-    _, scale, zp = quantize_blocks(blocks, bits, symmetric, search, importance)
-    return scale, zp
