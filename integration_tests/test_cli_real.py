@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,19 +20,16 @@ import pytest
 from embgemma_plugins.cli.output import read_metadata
 from embgemma_plugins.cli.workdir import work_path
 from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
+from tests.cli_process import embed_command
 
 SAMPLE = ROOT / "examples" / "sample.jsonl"
 CHUNK = "8"
 
 
 def command(out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "embgemma_plugins.cli.main",
-        "embed",
-        str(SAMPLE),
-        str(out),
+    return embed_command(
+        SAMPLE,
+        out,
         "--variant",
         "fp32",
         "--id-field",
@@ -45,7 +41,7 @@ def command(out: Path, *extra: str) -> list[str]:
         "--chunk-rows",
         CHUNK,
         *extra,
-    ]
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from embgemma_plugins.cli.output import read_metadata
 from embgemma_plugins.cli.workdir import CHUNK_KEY, work_path
 from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
 from tests import conftest as unit
+from tests.cli_process import embed_command
 from tests.texts import TEXTS
 
 # Ray swaps 127.0.0.1 for the machine's routable address unless told this is no cluster.
@@ -96,13 +96,9 @@ def ray_command(
     model: Path, src: Path, out: Path, address: str, actors: int, *args: str
 ) -> list[str]:
     """``embgemma embed SRC OUT --engine ray`` as a user's own driver process runs it."""
-    return [
-        sys.executable,
-        "-m",
-        "embgemma_plugins.cli.main",
-        "embed",
-        str(src),
-        str(out),
+    return embed_command(
+        src,
+        out,
         *args,
         "--model",
         str(model),
@@ -115,7 +111,7 @@ def ray_command(
         "--threads",
         "1",
         "-q",
-    ]
+    )
 
 
 def same_output(ray_out: Path, local_out: Path) -> None:

@@ -13,6 +13,8 @@ import random
 import subprocess
 import sys
 
+from .cli_process import CLI
+
 WRAPPER = """
 import resource, subprocess, sys
 subprocess.run(sys.argv[1:], check=True)
@@ -21,7 +23,7 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def peak_rss_kb(args) -> int:
-    cmd = [sys.executable, "-c", WRAPPER, sys.executable, "-m", "embgemma_plugins.cli.main", *args]
+    cmd = [sys.executable, "-c", WRAPPER, *CLI, *args]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return int(done.stdout.split()[-1])
 

@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,17 +21,15 @@ import pytest
 
 from embgemma_plugins.cli.workdir import temp_path, work_path
 
+from .cli_process import embed_command
+
 ROWS, CHUNK = 1200, 40
 
 
 def command(tiny_model, src, out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "embgemma_plugins.cli.main",
-        "embed",
-        str(src),
-        str(out),
+    return embed_command(
+        src,
+        out,
         "--model",
         str(tiny_model),
         "--threads",
@@ -47,7 +44,7 @@ def command(tiny_model, src, out, *extra):
         "2048",
         "-q",
         *extra,
-    ]
+    )
 
 
 @pytest.fixture(scope="module")
