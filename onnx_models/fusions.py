@@ -13,24 +13,11 @@ from collections.abc import Callable
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from . import graph as G
 
 MS_DOMAIN = "com.microsoft"
-
-
-def _constant(
-    inits: dict[str, onnx.TensorProto], name: str, prod: dict[str, onnx.NodeProto]
-) -> float | None:
-    """Scalar value of an initializer or Constant node output, else None."""
-    if name in inits:
-        value = numpy_helper.to_array(inits[name])
-    elif name in prod and prod[name].op_type == "Constant":
-        value = numpy_helper.to_array(prod[name].attribute[0].t)
-    else:
-        return None
-    return float(value.reshape(-1)[0]) if value.size == 1 else None
 
 
 def _other(node: onnx.NodeProto, name: str) -> str:
@@ -45,7 +32,7 @@ def fast_gelu(model: onnx.ModelProto) -> int:
     fused = 0
 
     def near(name: str | None, value: float) -> bool:
-        got = None if name is None else _constant(inits, name, prod)
+        got = None if name is None else G.scalar(name, inits, prod)
         return got is not None and abs(got - value) <= 1e-3 * abs(value)
 
     for tanh in [n for n in model.graph.node if n.op_type == "Tanh"]:
@@ -85,7 +72,7 @@ def fast_gelu(model: onnx.ModelProto) -> int:
         )
         if not ok:
             continue
-        cube = _cube_nodes(cubic, x, prod, lambda i: _constant(inits, i, prod))
+        cube = _cube_nodes(cubic, x, prod, lambda i: G.scalar(i, inits, prod))
         if cube is None:
             continue
         chain = [cubic, scale, inner, tanh, one_plus, times_x, *cube]

@@ -51,6 +51,19 @@ def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     return out
 
 
+def scalar(
+    name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
+) -> float | None:
+    """Value of a one-element constant (initializer or Constant node output), else None."""
+    if name in inits:
+        value = numpy_helper.to_array(inits[name])
+    elif name in prod and prod[name].op_type == "Constant":
+        value = numpy_helper.to_array(prod[name].attribute[0].t)
+    else:
+        return None
+    return float(value.reshape(-1)[0]) if value.size == 1 else None
+
+
 def array(model: onnx.ModelProto, name: str) -> np.ndarray:
     return numpy_helper.to_array(initializers(model)[name])
 

@@ -22,6 +22,7 @@ from onnx import numpy_helper
 
 from . import fusions
 from . import graph as G
+from .attention import attention
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
 from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
@@ -30,7 +31,10 @@ from .smoothing import Stats, activation_stats, smooth
 RECIPES = Path(__file__).with_name("recipes.toml")
 KERNELS = ("nbits", "dynamic", "fp32")
 EARLY_FUSIONS = {"fast_gelu": fusions.fast_gelu}
-LATE_FUSIONS = {"skip_rms_norm": fusions.skip_rms_norm}  # needs ORT's RMSNorm fusion first
+LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul)
+    "skip_rms_norm": fusions.skip_rms_norm,
+    "attention": attention,
+}
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
 

@@ -104,6 +104,8 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
     assert (
         fp32["FastGelu"] == 4 and fp32["Tanh"] == 0 and fp32["SkipSimplifiedLayerNormalization"] > 0
     )
+    for counts in (fp32, int8, int4):
+        assert counts["Attention"] == 4 and counts["Softmax"] == 0  # one per layer
     for counts in (int8, int4):
         assert counts["GatherBlockQuantized"] == 1
         assert counts["MatMulNBits"] + counts["DynamicQuantizeMatMul"] == 4 * 7  # every projection
