@@ -10,7 +10,9 @@ process. ONNX Runtime's `Attention` kernel takes the boolean mask as it is and h
 score tensor. Same arithmetic: a row whose keys are all masked gives zeros in both (the
 exporter's NaN fill; the kernel's own rule), so the fused graph returns the same vectors.
 
-Run it after the offline ORT pass (it matches `FusedMatMul`, which that pass creates)."""
+Run it after the offline ORT pass (it matches `FusedMatMul`, which that pass creates).
+An execution provider without a kernel for this op (CUDA gained one after the CPU did) has
+it placed on the CPU: correct, with a copy to host and back per layer."""
 
 from __future__ import annotations
 
