@@ -10,7 +10,8 @@ process. ONNX Runtime's `Attention` kernel takes the boolean mask as it is and h
 score tensor. Same arithmetic: a row whose keys are all masked gives zeros in both (the
 exporter's NaN fill; the kernel's own rule), so the fused graph returns the same vectors.
 
-Run it after the offline ORT pass (it matches `FusedMatMul`, which that pass creates).
+Run it after the offline ORT pass (it matches `FusedMatMul`, which that pass creates), on
+4-D [batch, heads, tokens, head_dim] q/k/v as the Gemma 3 export has them.
 An execution provider without a kernel for this op (CUDA gained one after the CPU did) has
 it placed on the CPU: correct, with a copy to host and back per layer."""
 
@@ -27,12 +28,12 @@ ATTENTION_OPSET = 23  # the first opset with a standard Attention operator
 def attention(model: onnx.ModelProto) -> int:
     """Replace every matched attention chain by one `Attention` node; returns the number fused.
     Raises the model's default opset to 23 when anything was fused."""
-    prod, cons = G.producers(model), G.consumers(model)
+    prod, cons, inits = G.producers(model), G.consumers(model), G.initializers(model)
     for output in model.graph.output:  # a graph output counts as one more user
         cons.setdefault(output.name, []).append(onnx.NodeProto(op_type="GraphOutput"))
     fused = 0
     for softmax in [n for n in model.graph.node if n.op_type == "Softmax"]:
-        match = _match(softmax, prod, cons, G.initializers(model))
+        match = _match(softmax, prod, cons, inits)
         if match is None:
             continue
         scores, pv, mask = match
