@@ -26,10 +26,11 @@ from .attention import attention
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
 from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
+from .rowwise import Part, quantise_input, rowwise_matmul
 from .smoothing import Stats, activation_stats, smooth
 
 RECIPES = Path(__file__).with_name("recipes.toml")
-KERNELS = ("nbits", "dynamic", "fp32")
+KERNELS = ("nbits", "dynamic", "rowwise", "fp32")
 EARLY_FUSIONS = {"fast_gelu": fusions.fast_gelu}
 LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul)
     "skip_rms_norm": fusions.skip_rms_norm,
@@ -45,7 +46,10 @@ class MatMulRule:
     kernel "nbits": MatMulNBits, `bits`-bit weights in blocks of `block_size` along the input
     axis; accuracy_level 4 computes in int8 with activations quantised per row and block.
     kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
-    tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "fp32": unchanged.
+    tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "rowwise": the same
+    GEMM with one activation scale per token row (onnx_models/rowwise.py); int8 per-column
+    weights (bits, block_size and the rounding keys do not apply); `outliers` > 0 gives that many
+    input channels (largest calibration max |x|) their own row scales. kernel "fp32": unchanged.
     scale_search > 0: try that many clipped ranges per block, keep the one with the least error
     weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
     error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
@@ -59,6 +63,7 @@ class MatMulRule:
     scale_search: int = 0
     gptq: bool = False
     act_order: bool = False
+    outliers: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,9 @@ class Recipe:
 
     def calibrated(self) -> bool:
         return bool(self.smoothing) or any(
-            r.kernel == "nbits" and (r.scale_search or r.gptq) for r in self.rules()
+            (r.kernel == "nbits" and (r.scale_search or r.gptq))
+            or (r.kernel == "rowwise" and r.outliers)
+            for r in self.rules()
         )
 
     def needs_hessians(self) -> bool:
@@ -179,6 +186,7 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     inits = G.initializers(model)
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
+    rows: dict[str, list[Part]] = {}  # input tensor -> its row-quantised parts
     for node in model.graph.node:
         new, extra = node, list[onnx.TensorProto]()
         if (
@@ -191,6 +199,17 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                 new, extra = _nbits(node, numpy_helper.to_array(inits[node.input[1]]), rule, stats)
             elif rule is not None and rule.kernel == "dynamic":
                 new, extra = dynamic_matmul(node, numpy_helper.to_array(inits[node.input[1]]))
+            elif rule is not None and rule.kernel == "rowwise":
+                w = numpy_helper.to_array(inits[node.input[1]])
+                if node.input[0] not in rows:  # the first MatMul of a shared input quantises it
+                    q_nodes, q_inits, rows[node.input[0]] = quantise_input(
+                        node.input[0], len(w), _outliers(node, rule, stats)
+                    )
+                    nodes.extend(q_nodes)
+                    model.graph.initializer.extend(q_inits)
+                mm_nodes, extra = rowwise_matmul(node, w, rows[node.input[0]])
+                nodes.extend(mm_nodes[:-1])
+                new = mm_nodes[-1]
         elif (
             node.op_type == "Gather"
             and recipe.embedding
@@ -249,6 +268,15 @@ def _nbits(
         importance,
         codes,
     )
+
+
+def _outliers(node: onnx.NodeProto, rule: MatMulRule, stats: Stats | None) -> np.ndarray | None:
+    """The `rule.outliers` input channels with the largest calibration max |x| (None: none)."""
+    if not rule.outliers:
+        return None
+    if not stats or node.input[0] not in stats:
+        raise ValueError(f"outlier channels of {node.name} need calibration statistics")
+    return np.argsort(-stats[node.input[0]].absmax)[: rule.outliers]
 
 
 def _half_scales(gather: onnx.NodeProto, inits: list[onnx.TensorProto]) -> onnx.NodeProto:
