@@ -10,6 +10,9 @@ process. ONNX Runtime's `Attention` kernel takes the boolean mask as it is and h
 score tensor. Same arithmetic: a row whose keys are all masked gives zeros in both (the
 exporter's NaN fill; the kernel's own rule), so the fused graph returns the same vectors.
 
+The exporter's copies of the single key/value head for each query head (repeat_kv) are
+dropped: `Attention` shares KV heads itself (grouped-query attention).
+
 Run it after the offline ORT pass (it matches `FusedMatMul`, which that pass creates), on
 4-D [batch, heads, tokens, head_dim] q/k/v as the Gemma 3 export has them.
 An execution provider without a kernel for this op (CUDA gained one after the CPU did) has
@@ -38,10 +41,19 @@ def attention(model: onnx.ModelProto) -> int:
             continue
         scores, pv, mask = match
         alpha = next((a.f for a in scores.attribute if a.name == "alpha"), 1.0)
+        for repeated in (scores.input[1], pv.input[1]):
+            _read_shape_before_repeat(
+                repeated, _unrepeated(repeated, prod, inits), cons, inits, prod
+            )
         pv.CopyFrom(
             helper.make_node(
                 "Attention",
-                [scores.input[0], scores.input[1], pv.input[1], mask],
+                [
+                    scores.input[0],
+                    _unrepeated(scores.input[1], prod, inits),
+                    _unrepeated(pv.input[1], prod, inits),
+                    mask,
+                ],
                 [pv.output[0]],
                 name=softmax.name.replace("Softmax", "Attention"),
                 scale=alpha,
@@ -54,6 +66,60 @@ def attention(model: onnx.ModelProto) -> int:
                 opset.version = max(opset.version, ATTENTION_OPSET)
         G.prune(model)
     return fused
+
+
+def _unrepeated(
+    name: str, prod: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]
+) -> str:
+    """The key/value heads before the exporter's repeat_kv, Reshape(Expand(Unsqueeze(kv, 2))),
+    which copies the one KV head for each of the 3 query heads in every layer. `Attention`
+    shares KV heads itself (query head h reads KV head h // (q_heads / kv_heads), the order
+    repeat_kv makes), so it takes them as they are. Anything else is returned unchanged."""
+    reshape = prod.get(name)
+    expand = prod.get(reshape.input[0]) if reshape is not None else None
+    unsqueeze = prod.get(expand.input[0]) if expand is not None else None
+    if (
+        reshape is None
+        or reshape.op_type != "Reshape"
+        or expand is None
+        or expand.op_type != "Expand"
+        or unsqueeze is None
+        or unsqueeze.op_type != "Unsqueeze"
+    ):
+        return name
+    axes = (
+        [a.ints for a in unsqueeze.attribute if a.name == "axes"]
+        if len(unsqueeze.input) < 2
+        else [G.constant_ints(unsqueeze.input[1], inits, prod)]
+    )
+    return unsqueeze.input[0] if axes and list(axes[0] or []) == [2] else name
+
+
+def _read_shape_before_repeat(
+    repeated: str,
+    kv: str,
+    cons: dict[str, list[onnx.NodeProto]],
+    inits: dict[str, onnx.TensorProto],
+    prod: dict[str, onnx.NodeProto],
+) -> None:
+    """Point Shape nodes of a repeated key/value at the tensor before repeat_kv when they only
+    read dims it shares (batch 0, tokens 2, head size 3; not heads 1): the exporter slices the
+    mask to the key length read this way, which would keep the copy alive for its shape."""
+    if kv == repeated:
+        return
+    whole = [  # Shape of every dim (start 0, no end)
+        n
+        for n in cons.get(repeated, [])
+        if n.op_type == "Shape" and all(a.name == "start" and a.i == 0 for a in n.attribute)
+    ]
+    for shape in whole:
+        users = cons.get(shape.output[0], [])
+        read = [
+            G.constant_ints(u.input[1], inits, prod) if u.op_type == "Gather" else None
+            for u in users
+        ]
+        if users and all(r is not None and len(r) == 1 and r[0] in (0, 2, 3, -1, -2) for r in read):
+            shape.input[0] = kv
 
 
 def _match(

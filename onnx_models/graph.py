@@ -64,6 +64,19 @@ def scalar(
     return float(value.reshape(-1)[0]) if value.size == 1 else None
 
 
+def constant_ints(
+    name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
+) -> list[int] | None:
+    """Values of a constant integer tensor (initializer or Constant node output), else None."""
+    if name in inits:
+        value = numpy_helper.to_array(inits[name])
+    elif name in prod and prod[name].op_type == "Constant":
+        value = numpy_helper.to_array(prod[name].attribute[0].t)
+    else:
+        return None
+    return [int(v) for v in value.reshape(-1)] if value.dtype.kind in "iu" else None
+
+
 def array(model: onnx.ModelProto, name: str) -> np.ndarray:
     return numpy_helper.to_array(initializers(model)[name])
 

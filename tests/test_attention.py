@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from embgemma_plugins.onnx_models import graph as G
 from embgemma_plugins.onnx_models.attention import ATTENTION_OPSET, attention
 from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
 from tests.test_quantize import TEXTS, cosines, embed, ops
@@ -32,6 +33,11 @@ def test_every_layer_is_fused_and_vectors_are_kept(
     assert fused_ops["Softmax"] == fused_ops["IsNaN"] == fused_ops["FusedMatMul"] == 0
     model = onnx.load(str(fused_path), load_external_data=False)
     assert next(o.version for o in model.opset_import if o.domain == "") == ATTENTION_OPSET
+    # repeat_kv's copies of the one KV head are gone: Attention shares it among the query heads
+    assert plain_ops["Expand"] >= 2 * 4 and fused_ops["Expand"] == plain_ops["Expand"] - 2 * 4
+    prod = G.producers(model)
+    for node in (n for n in model.graph.node if n.op_type == "Attention"):
+        assert all(prod[kv].op_type != "Reshape" for kv in node.input[1:3])
     # One short text padded to long ones: its padding rows lie outside every window.
     ids = tokenize(["hi", *TEXTS])
     assert max(map(len, ids)) - len(ids[0]) > 2 * SLIDING_WINDOW
