@@ -27,14 +27,16 @@ from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nb
 from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
 from .rowwise import Part, quantise_input, rowwise_matmul
+from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
 
 RECIPES = Path(__file__).with_name("recipes.toml")
 KERNELS = ("nbits", "dynamic", "rowwise", "fp32")
 EARLY_FUSIONS = {"fast_gelu": fusions.fast_gelu}
-LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul)
+LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in this order
     "skip_rms_norm": fusions.skip_rms_norm,
     "attention": attention,
+    "lean_shapes": lean_shapes,  # last: attention reads the exporter's shape chains
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
@@ -340,7 +342,7 @@ def build_variant(
             EARLY_FUSIONS[name](model)
     quantise_weights(model, recipe, stats)
     model = ort_optimize(model, recipe.optimization)
-    for name in recipe.fusions:
-        if name in LATE_FUSIONS:
-            LATE_FUSIONS[name](model)
+    for name, fuse in LATE_FUSIONS.items():
+        if name in recipe.fusions:
+            fuse(model)
     G.save(model, Path(out_model))
