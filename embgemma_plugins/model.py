@@ -19,6 +19,7 @@ from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS, plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import check_dimensions, check_finite, truncate
 from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
+from embgemma_plugins.pages import TablePages
 from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable, choose_prompt
 from embgemma_plugins.resolve import ModelFiles, locate
 from embgemma_plugins.session import ProviderSpec, create_session, run_batch
@@ -82,6 +83,7 @@ class EmbeddingGemma:
         self.revision = manifest.revision if manifest else None
         self.tokenizer = Tokenizer(self.files.tokenizer)
         self.session = create_session(self.files.onnx, providers, threads)
+        self.table_pages = TablePages.find(self.session, self.files.onnx)  # bounds RSS
         self._prompts: PromptTable | None = None
         self._lock = threading.Lock()
 
@@ -128,6 +130,7 @@ class EmbeddingGemma:
         for batch in plan_batches(lengths, self.batch_tokens):
             input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
             vectors = run_batch(self.session, input_ids, mask)
+            self.table_pages.release(self.session)
             check_finite(vectors, batch)
             out[batch] = truncate(vectors, self.dimensions)
         return out

@@ -1,0 +1,82 @@
+"""Keep the memory-mapped token-embedding table from piling up in resident memory.
+
+ONNX Runtime maps each external initializer of ``model.onnx.data`` into memory and reads
+it in place. The 262144-row embedding table is read a few rows per token, but every page
+fault maps a whole run of neighbouring pages (Linux's fault-around, 64 kB), so after a few
+hundred documents nearly all of the table (201 MB at int8) counts in the process's resident
+memory though only a few thousand rows were needed (measured: 181 of 201 MB after 200
+documents). Those pages are clean copies of the file; ``madvise(MADV_DONTNEED)`` after a
+batch drops them from this process, they stay in the kernel's page cache (shared,
+reclaimable), and the next batch faults the rows it needs back in at a few microseconds
+each. Dropping a clean page of a read-only initializer is always safe (it is re-read from
+the file), so the table is simply the largest mapping of the model's weight file. Linux
+only; anywhere else, or when nothing large is mapped, this does nothing
+(``EMBGEMMA_KEEP_TABLE_PAGES=1`` turns it off).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from pathlib import Path
+
+MADV_DONTNEED = 4
+MIN_TABLE_BYTES = 16 << 20  # the real table is 100 MB (int4) to 805 MB (fp32); weights < 10 MB
+
+
+def table_ranges(
+    model_path: Path, maps: str, min_bytes: int = MIN_TABLE_BYTES
+) -> list[tuple[int, int]]:
+    """(address, length) of the largest mapping of the model's external weights, read from
+    the text of /proc/self/maps: the token-embedding table, by far the largest initializer.
+    Nothing when no mapping of that folder's files reaches `min_bytes`."""
+    folder, graph = os.path.realpath(model_path.parent), os.path.realpath(model_path)
+    best: tuple[int, int] | None = None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or not fields[1].startswith("r"):
+            continue
+        path = fields[5].strip()
+        if os.path.dirname(path) != folder or path == graph:
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if end - start >= min_bytes and (best is None or end - start > best[1]):
+            best = (start, end - start)
+    return [best] if best else []
+
+
+class TablePages:
+    """The embedding table's mapped pages of one session; `release(session)` after a batch.
+
+    The ranges belong to the session they were found for: `release` does nothing for any
+    other session object, since the addresses of a closed session's mappings may since hold
+    live memory."""
+
+    def __init__(self, session: object, ranges: list[tuple[int, int]]) -> None:
+        self._session = session
+        self.ranges = ranges
+        self._madvise = None
+        if ranges:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            self._madvise = libc.madvise
+
+    @classmethod
+    def find(
+        cls, session: object, model_path: Path, min_bytes: int = MIN_TABLE_BYTES
+    ) -> TablePages:
+        """Locate the table of `session`, just opened on `model_path` (none: a no-op)."""
+        if not sys.platform.startswith("linux") or os.environ.get("EMBGEMMA_KEEP_TABLE_PAGES"):
+            return cls(session, [])
+        try:
+            maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return cls(session, [])
+        return cls(session, table_ranges(Path(model_path), maps, min_bytes))
+
+    def release(self, session: object) -> None:
+        """Drop the table's pages from this process (they are re-read from the page cache)."""
+        if self._madvise is not None and session is self._session:
+            for address, length in self.ranges:
+                self._madvise(address, length, MADV_DONTNEED)
