@@ -100,9 +100,8 @@ class Recipe:
         problems = [f"unknown kernel {r.kernel!r}" for r in self.rules() if r.kernel not in KERNELS]
         if self.optimization not in LEVELS:
             problems.append(f"optimization must be one of {LEVELS}")
-        problems += [
-            f"unknown fusion {f!r}" for f in self.fusions if f not in EARLY_FUSIONS | LATE_FUSIONS
-        ]
+        known = {*EARLY_FUSIONS, *LATE_FUSIONS, "merge_matmuls"}
+        problems += [f"unknown fusion {f!r}" for f in self.fusions if f not in known]
         if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
             problems.append("embedding scale_dtype must be float32 or float16")
         if self.calibrated() and self.calibration_samples <= 0:
@@ -340,6 +339,8 @@ def build_variant(
     for name in recipe.fusions:
         if name in EARLY_FUSIONS:
             EARLY_FUSIONS[name](model)
+    if "merge_matmuls" in recipe.fusions:  # after calibration: the merged input is the same
+        fusions.merge_matmuls(model, recipe.rule_for)
     quantise_weights(model, recipe, stats)
     model = ort_optimize(model, recipe.optimization)
     for name, fuse in LATE_FUSIONS.items():

@@ -108,12 +108,11 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
         assert counts["Attention"] == 4 and counts["Softmax"] == 0  # one per layer
     for counts in (int8, int4):
         assert counts["GatherBlockQuantized"] == 1
-        quantised = ("MatMulNBits", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
-        assert sum(counts[k] for k in quantised) == 4 * 7  # every projection
-    # int8: per-row int8 GEMMs on q/k/v/o/gate/up; q/k/v share one quantised input, gate/up
-    # another, o_proj its own: three row quantisations per layer
-    assert int8["MatMulIntegerToFloat"] == 4 * 6 and int8["MatMulNBits"] == 4
-    assert int8["QuantizeLinear"] == 4 * 3
+    assert int4["MatMulNBits"] == 4 * 4 and int4["Split"] == 4 * 2  # merged like int8's
+    # int8: per-row int8 GEMMs on q/k/v/o/gate/up, q/k/v merged into one (then split), gate/up
+    # into another: three GEMMs, three row quantisations and two Splits per layer
+    assert int8["MatMulIntegerToFloat"] == 4 * 3 and int8["MatMulNBits"] == 4
+    assert int8["QuantizeLinear"] == 4 * 3 and int8["Split"] == 4 * 2
     size = {
         v: built[v].stat().st_size + built[v].with_name("model.onnx.data").stat().st_size
         for v in built
