@@ -11,10 +11,10 @@ This kernel keeps one scale per token row and still runs the GEMM: each row is s
 multiplies it by int8 per-column weights (u8 x s8, the VNNI instruction), and the row's scale
 is applied to the float result::
 
-    s   = max(|x|, axis=-1) / 127                  [..., 1]
-    q   = QuantizeLinear(x / s, 1, 128)            uint8
-    y   = MatMulIntegerToFloat(q, Wq, 1, w_scale)  float, per-column weight scales
-    out = y * s
+    m   = max(|x|, axis=-1)                              [..., 1]
+    q   = QuantizeLinear(x / m, 1/127, 128)              uint8: round(127 x / m) + 128
+    y   = MatMulIntegerToFloat(q, Wq, 1/127, w_scale)    float, per-column weight scales
+    out = y * m
 
 Exact in real arithmetic up to the two roundings. MatMuls sharing one input (q/k/v, gate/up)
 share one quantised copy of it.
@@ -35,15 +35,16 @@ def _name(node_or_tensor: str) -> str:
 
 
 def quantise_rows(x: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str, str]:
-    """Nodes that quantise tensor `x` [..., K] row by row.
+    """Nodes that quantise tensor `x` [..., K] row by row: codes round(127 x / max|x|) + 128.
 
-    Returns (nodes, initializers, uint8 codes name, row scale name [..., 1])."""
+    The 1/127 lives in QuantizeLinear's and the GEMM's constant activation scale, so the row
+    scale is max|x| itself (five nodes per quantised input, not six).
+    Returns (nodes, initializers, uint8 codes name, row max name [..., 1])."""
     base = _name(x) + "_rowq"
     inits = [
         numpy_helper.from_array(np.array([-1], np.int64), base + "_axis"),
-        numpy_helper.from_array(np.array(1.0 / LEVELS, np.float32), base + "_inv_levels"),
         numpy_helper.from_array(np.array(1e-30, np.float32), base + "_tiny"),
-        numpy_helper.from_array(np.array(1.0, np.float32), base + "_one"),
+        numpy_helper.from_array(np.array(1.0 / LEVELS, np.float32), base + "_step"),
         numpy_helper.from_array(np.array(128, np.uint8), base + "_zero"),
     ]
     codes, scale = base + "_codes", base + "_scale"
@@ -56,15 +57,12 @@ def quantise_rows(x: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto],
             name=base + "/Max",
             keepdims=1,
         ),
-        helper.make_node(
-            "Mul", [base + "_max", base + "_inv_levels"], [base + "_raw"], name=base + "/Scale"
-        ),
         # a row of zeros keeps a usable scale (its codes are all 128 either way)
-        helper.make_node("Max", [base + "_raw", base + "_tiny"], [scale], name=base + "/Floor"),
+        helper.make_node("Max", [base + "_max", base + "_tiny"], [scale], name=base + "/Floor"),
         helper.make_node("Div", [x, scale], [base + "_unit"], name=base + "/Div"),
         helper.make_node(
             "QuantizeLinear",
-            [base + "_unit", base + "_one", base + "_zero"],
+            [base + "_unit", base + "_step", base + "_zero"],
             [codes],
             name=base + "/Quantize",
         ),
@@ -132,14 +130,14 @@ def rowwise_matmul(
         inits += [
             numpy_helper.from_array(q, name + "_qweight"),
             numpy_helper.from_array(w_scale, name + "_scales"),
-            numpy_helper.from_array(np.array(1.0, np.float32), name + "_unit_scale"),
+            numpy_helper.from_array(np.array(1.0 / LEVELS, np.float32), name + "_x_step"),
             numpy_helper.from_array(np.array(128, np.uint8), name + "_x_zero"),
         ]
         out = node.output[0] if len(parts) == 1 else f"{node.output[0]}_p{i}"
         nodes += [
             helper.make_node(
                 "MatMulIntegerToFloat",
-                [codes, *(name + p for p in ("_qweight", "_unit_scale", "_scales", "_x_zero"))],
+                [codes, *(name + p for p in ("_qweight", "_x_step", "_scales", "_x_zero"))],
                 [out + "_unscaled"],
                 name=f"{node.name}_Q8row{i}",
                 domain=MS_DOMAIN,
