@@ -130,7 +130,7 @@ class EmbeddingGemma:
         for batch in plan_batches(lengths, self.batch_tokens):
             input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
             vectors = run_batch(self.session, input_ids, mask)
-            self.table_pages.release(self.session)
+            self.table_pages.release(self.session, input_ids.size)
             check_finite(vectors, batch)
             out[batch] = truncate(vectors, self.dimensions)
         return out

@@ -41,19 +41,14 @@ def attention(model: onnx.ModelProto) -> int:
             continue
         scores, pv, mask = match
         alpha = next((a.f for a in scores.attribute if a.name == "alpha"), 1.0)
+        kv = []
         for repeated in (scores.input[1], pv.input[1]):
-            _read_shape_before_repeat(
-                repeated, _unrepeated(repeated, prod, inits), cons, inits, prod
-            )
+            kv.append(_unrepeated(repeated, prod, inits))
+            _read_shape_before_repeat(repeated, kv[-1], cons, inits, prod)
         pv.CopyFrom(
             helper.make_node(
                 "Attention",
-                [
-                    scores.input[0],
-                    _unrepeated(scores.input[1], prod, inits),
-                    _unrepeated(pv.input[1], prod, inits),
-                    mask,
-                ],
+                [scores.input[0], *kv, mask],
                 [pv.output[0]],
                 name=softmax.name.replace("Softmax", "Attention"),
                 scale=alpha,
@@ -87,12 +82,11 @@ def _unrepeated(
         or unsqueeze.op_type != "Unsqueeze"
     ):
         return name
-    axes = (
-        [a.ints for a in unsqueeze.attribute if a.name == "axes"]
-        if len(unsqueeze.input) < 2
-        else [G.constant_ints(unsqueeze.input[1], inits, prod)]
-    )
-    return unsqueeze.input[0] if axes and list(axes[0] or []) == [2] else name
+    if len(unsqueeze.input) > 1:
+        axes = G.constant_ints(unsqueeze.input[1], inits, prod)
+    else:
+        axes = next((list(a.ints) for a in unsqueeze.attribute if a.name == "axes"), None)
+    return unsqueeze.input[0] if axes == [2] else name
 
 
 def _read_shape_before_repeat(

@@ -219,18 +219,24 @@ def gather_block_quantized(
     return new, inits
 
 
+def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per-output-column weights of w [K, N]: codes and float32 scales [N]."""
+    scale = np.abs(w).max(0).astype(np.float64) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
 def dynamic_matmul(
     node: onnx.NodeProto, w: np.ndarray
 ) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
     """Replace MatMul(x, w[K, N]) by DynamicQuantizeMatMul: int8 symmetric per-column weights,
     activations quantised per tensor (uint8) at run time."""
-    scale = np.abs(w).max(0) / 127.0
-    scale[scale == 0] = 1.0
-    q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+    q, scale = int8_columns(w)
     base = node.name.strip("/").replace("/", "_") or node.output[0]
     inits = [
         numpy_helper.from_array(q, base + "_qweight"),
-        numpy_helper.from_array(scale.astype(np.float32), base + "_scales"),
+        numpy_helper.from_array(scale, base + "_scales"),
         numpy_helper.from_array(np.zeros(w.shape[1], np.int8), base + "_zero_points"),
     ]
     new = helper.make_node(

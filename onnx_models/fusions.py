@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import numpy as np
 import onnx
@@ -166,20 +166,16 @@ def gelu_reference(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def merge_matmuls(model: onnx.ModelProto, rule_of: Callable[[str], object]) -> int:
+def merge_matmuls(model: onnx.ModelProto, rule_of: Callable[[str], Hashable | None]) -> int:
     """Merge weight MatMuls that read the same input under the same rule (q/k/v; gate/up) into
     one MatMul of the concatenated weights and a Split: one GEMM of N = 1280 instead of three
     (two of N = 256, which use the cores poorly) and, for per-row int8, one row-scale pass.
     Exact: each output column is computed as before. Returns the number of MatMuls removed."""
-    groups: dict[tuple[str, int], list[onnx.NodeProto]] = {}
-    rules: list[object] = []
+    groups: dict[tuple[str, Hashable], list[onnx.NodeProto]] = {}
     for node in G.weight_matmuls(model):
         rule = rule_of(node.name)
-        if rule is None:
-            continue
-        if rule not in rules:
-            rules.append(rule)
-        groups.setdefault((node.input[0], rules.index(rule)), []).append(node)
+        if rule is not None:
+            groups.setdefault((node.input[0], rule), []).append(node)
     merged = 0
     for nodes in (g for g in groups.values() if len(g) > 1):
         weights = [G.array(model, n.input[1]) for n in nodes]

@@ -51,30 +51,35 @@ def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     return out
 
 
+def constant(
+    name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
+) -> np.ndarray | None:
+    """Value of a constant tensor (initializer or Constant node output), else None."""
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    if name in prod and prod[name].op_type == "Constant":
+        return numpy_helper.to_array(prod[name].attribute[0].t)
+    return None
+
+
 def scalar(
     name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
 ) -> float | None:
     """Value of a one-element constant (initializer or Constant node output), else None."""
-    if name in inits:
-        value = numpy_helper.to_array(inits[name])
-    elif name in prod and prod[name].op_type == "Constant":
-        value = numpy_helper.to_array(prod[name].attribute[0].t)
-    else:
-        return None
-    return float(value.reshape(-1)[0]) if value.size == 1 else None
+    value = constant(name, inits, prod)
+    return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
 
 
 def constant_ints(
     name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
 ) -> list[int] | None:
     """Values of a constant integer tensor (initializer or Constant node output), else None."""
-    if name in inits:
-        value = numpy_helper.to_array(inits[name])
-    elif name in prod and prod[name].op_type == "Constant":
-        value = numpy_helper.to_array(prod[name].attribute[0].t)
-    else:
-        return None
-    return [int(v) for v in value.reshape(-1)] if value.dtype.kind in "iu" else None
+    value = constant(name, inits, prod)
+    return (
+        [int(v) for v in value.reshape(-1)]
+        if value is not None and value.dtype.kind in "iu"
+        else None
+    )
 
 
 def array(model: onnx.ModelProto, name: str) -> np.ndarray:

@@ -26,13 +26,16 @@ from .attention import attention
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
 from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
-from .rowwise import Part, quantise_input, rowwise_matmul
+from .rowwise import quantise_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
 
 RECIPES = Path(__file__).with_name("recipes.toml")
 KERNELS = ("nbits", "dynamic", "rowwise", "fp32")
-EARLY_FUSIONS = {"fast_gelu": fusions.fast_gelu}
+EARLY_FUSIONS: dict[str, Callable[[onnx.ModelProto, Recipe], int]] = {  # on the float graph
+    "fast_gelu": lambda model, _recipe: fusions.fast_gelu(model),
+    "merge_matmuls": lambda model, recipe: fusions.merge_matmuls(model, recipe.rule_for),
+}
 LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in this order
     "skip_rms_norm": fusions.skip_rms_norm,
     "attention": attention,
@@ -50,8 +53,7 @@ class MatMulRule:
     kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
     tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "rowwise": the same
     GEMM with one activation scale per token row (onnx_models/rowwise.py); int8 per-column
-    weights (bits, block_size and the rounding keys do not apply); `outliers` > 0 gives that many
-    input channels (largest calibration max |x|) their own row scales. kernel "fp32": unchanged.
+    weights (bits, block_size and the rounding keys do not apply). kernel "fp32": unchanged.
     scale_search > 0: try that many clipped ranges per block, keep the one with the least error
     weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
     error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
@@ -65,7 +67,6 @@ class MatMulRule:
     scale_search: int = 0
     gptq: bool = False
     act_order: bool = False
-    outliers: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ class Recipe:
         problems = [f"unknown kernel {r.kernel!r}" for r in self.rules() if r.kernel not in KERNELS]
         if self.optimization not in LEVELS:
             problems.append(f"optimization must be one of {LEVELS}")
-        known = {*EARLY_FUSIONS, *LATE_FUSIONS, "merge_matmuls"}
-        problems += [f"unknown fusion {f!r}" for f in self.fusions if f not in known]
+        problems += [
+            f"unknown fusion {f!r}" for f in self.fusions if f not in EARLY_FUSIONS | LATE_FUSIONS
+        ]
         if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
             problems.append("embedding scale_dtype must be float32 or float16")
         if self.calibrated() and self.calibration_samples <= 0:
@@ -114,9 +116,7 @@ class Recipe:
 
     def calibrated(self) -> bool:
         return bool(self.smoothing) or any(
-            (r.kernel == "nbits" and (r.scale_search or r.gptq))
-            or (r.kernel == "rowwise" and r.outliers)
-            for r in self.rules()
+            r.kernel == "nbits" and (r.scale_search or r.gptq) for r in self.rules()
         )
 
     def needs_hessians(self) -> bool:
@@ -187,28 +187,29 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     inits = G.initializers(model)
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
-    rows: dict[str, list[Part]] = {}  # input tensor -> its row-quantised parts
+    rows: dict[str, tuple[str, str]] = {}  # input tensor -> its row codes and row maxima
     for node in model.graph.node:
         new, extra = node, list[onnx.TensorProto]()
-        if (
-            node.op_type == "MatMul"
+        rule = (
+            recipe.rule_for(node.name)
+            if node.op_type == "MatMul"
             and node.input[1] in inits
             and len(inits[node.input[1]].dims) == 2
-        ):
-            rule = recipe.rule_for(node.name)
-            if rule is not None and rule.kernel == "nbits":
-                new, extra = _nbits(node, numpy_helper.to_array(inits[node.input[1]]), rule, stats)
-            elif rule is not None and rule.kernel == "dynamic":
-                new, extra = dynamic_matmul(node, numpy_helper.to_array(inits[node.input[1]]))
-            elif rule is not None and rule.kernel == "rowwise":
-                w = numpy_helper.to_array(inits[node.input[1]])
+            else None
+        )
+        if rule is not None and rule.kernel != "fp32":
+            w = numpy_helper.to_array(inits[node.input[1]])
+            if rule.kernel == "nbits":
+                new, extra = _nbits(node, w, rule, stats)
+            elif rule.kernel == "dynamic":
+                new, extra = dynamic_matmul(node, w)
+            else:  # rowwise
                 if node.input[0] not in rows:  # the first MatMul of a shared input quantises it
-                    q_nodes, q_inits, rows[node.input[0]] = quantise_input(
-                        node.input[0], len(w), _outliers(node, rule, stats)
-                    )
+                    q_nodes, q_inits, codes, row_max = quantise_rows(node.input[0])
+                    rows[node.input[0]] = (codes, row_max)
                     nodes.extend(q_nodes)
                     model.graph.initializer.extend(q_inits)
-                mm_nodes, extra = rowwise_matmul(node, w, rows[node.input[0]])
+                mm_nodes, extra = rowwise_matmul(node, w, *rows[node.input[0]])
                 nodes.extend(mm_nodes[:-1])
                 new = mm_nodes[-1]
         elif (
@@ -271,15 +272,6 @@ def _nbits(
     )
 
 
-def _outliers(node: onnx.NodeProto, rule: MatMulRule, stats: Stats | None) -> np.ndarray | None:
-    """The `rule.outliers` input channels with the largest calibration max |x| (None: none)."""
-    if not rule.outliers:
-        return None
-    if not stats or node.input[0] not in stats:
-        raise ValueError(f"outlier channels of {node.name} need calibration statistics")
-    return np.argsort(-stats[node.input[0]].absmax)[: rule.outliers]
-
-
 def _half_scales(gather: onnx.NodeProto, inits: list[onnx.TensorProto]) -> onnx.NodeProto:
     """Store a GatherBlockQuantized's scales as float16; returns the Cast to float32 that must
     follow it (the gather then outputs float16 rows, consumed only by that Cast)."""
@@ -336,11 +328,9 @@ def build_variant(
             raise ValueError(f"recipe {recipe.name} needs calibration texts")
         stats = calibrate(model, recipe, calibration, tokenize)
         smooth(model, recipe.smoothing, stats, _weight_error(recipe))
-    for name in recipe.fusions:
+    for name in recipe.fusions:  # after calibration: a merged MatMul reads the same input
         if name in EARLY_FUSIONS:
-            EARLY_FUSIONS[name](model)
-    if "merge_matmuls" in recipe.fusions:  # after calibration: the merged input is the same
-        fusions.merge_matmuls(model, recipe.rule_for)
+            EARLY_FUSIONS[name](model, recipe)
     quantise_weights(model, recipe, stats)
     model = ort_optimize(model, recipe.optimization)
     for name, fuse in LATE_FUSIONS.items():

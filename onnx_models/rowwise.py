@@ -26,6 +26,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .blockquant import int8_columns
+
 MS_DOMAIN = "com.microsoft"
 LEVELS = 127.0  # symmetric: codes 1..255 around the zero point 128
 
@@ -70,81 +72,28 @@ def quantise_rows(x: str) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto],
     return nodes, inits, codes, scale
 
 
-def split_channels(
-    x: str, k: int, outliers: np.ndarray
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[tuple[str, np.ndarray]]]:
-    """Gather the `outliers` input channels of `x` [..., k] apart from the others, so each part
-    is quantised with its own row scales: one channel 30x the rest would otherwise leave the
-    ordinary channels a handful of levels (LLM.int8()'s observation, kept in int8 here).
-
-    Returns (nodes, initializers, [(part tensor, its channel indices)])."""
-    base = _name(x) + "_rowsplit"
-    parts = [np.setdiff1d(np.arange(k), outliers), np.sort(outliers)]
-    nodes, inits, named = [], [], []
-    for i, idx in enumerate(parts):
-        name = f"{base}{i}"
-        inits.append(numpy_helper.from_array(idx.astype(np.int64), name + "_idx"))
-        nodes.append(helper.make_node("Gather", [x, name + "_idx"], [name], name=name, axis=-1))
-        named.append((name, idx))
-    return nodes, inits, named
-
-
-def int8_columns(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric int8 per-output-column weights of w [K, N]: codes and float32 scales [N]."""
-    scale = np.abs(w).max(0).astype(np.float64) / LEVELS
-    scale[scale == 0] = 1.0
-    q = np.clip(np.round(w / scale), -LEVELS, LEVELS).astype(np.int8)
-    return q, scale.astype(np.float32)
-
-
-Part = tuple[str, str, np.ndarray | None]  # row codes, row scales, input channels (None: all)
-
-
-def quantise_input(
-    x: str, k: int, outliers: np.ndarray | None
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[Part]]:
-    """Row-quantise `x` [..., k] whole, or as two parts when `outliers` channels are given."""
-    if outliers is None or not len(outliers):
-        nodes, inits, codes, scale = quantise_rows(x)
-        return nodes, inits, [(codes, scale, None)]
-    nodes, inits, named = split_channels(x, k, outliers)
-    parts: list[Part] = []
-    for tensor, idx in named:
-        q_nodes, q_inits, codes, scale = quantise_rows(tensor)
-        nodes += q_nodes
-        inits += q_inits
-        parts.append((codes, scale, idx))
-    return nodes, inits, parts
-
-
 def rowwise_matmul(
-    node: onnx.NodeProto, w: np.ndarray, parts: list[Part]
+    node: onnx.NodeProto, w: np.ndarray, codes: str, scale: str
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """Replace MatMul(x, w) given x's row-quantised parts (from `quantise_input`): one
-    MatMulIntegerToFloat per part times its row scales, summed."""
+    """Replace MatMul(x, w) given x's row codes and row maxima (from `quantise_rows`):
+    MatMulIntegerToFloat, then times the row maxima."""
+    q, w_scale = int8_columns(w)
     base = _name(node.name) or node.output[0]
-    nodes, inits, partials = [], [], []
-    for i, (codes, scale, idx) in enumerate(parts):
-        q, w_scale = int8_columns(w if idx is None else w[idx])
-        name = f"{base}_p{i}" if len(parts) > 1 else base
-        inits += [
-            numpy_helper.from_array(q, name + "_qweight"),
-            numpy_helper.from_array(w_scale, name + "_scales"),
-            numpy_helper.from_array(np.array(1.0 / LEVELS, np.float32), name + "_x_step"),
-            numpy_helper.from_array(np.array(128, np.uint8), name + "_x_zero"),
-        ]
-        out = node.output[0] if len(parts) == 1 else f"{node.output[0]}_p{i}"
-        nodes += [
-            helper.make_node(
-                "MatMulIntegerToFloat",
-                [codes, *(name + p for p in ("_qweight", "_x_step", "_scales", "_x_zero"))],
-                [out + "_unscaled"],
-                name=f"{node.name}_Q8row{i}",
-                domain=MS_DOMAIN,
-            ),
-            helper.make_node("Mul", [out + "_unscaled", scale], [out], name=f"{node.name}_rs{i}"),
-        ]
-        partials.append(out)
-    if len(partials) > 1:
-        nodes.append(helper.make_node("Sum", partials, list(node.output), name=node.name + "_sum"))
+    inits = [
+        numpy_helper.from_array(q, base + "_qweight"),
+        numpy_helper.from_array(w_scale, base + "_scales"),
+        numpy_helper.from_array(np.array(1.0 / LEVELS, np.float32), base + "_x_step"),
+        numpy_helper.from_array(np.array(128, np.uint8), base + "_x_zero"),
+    ]
+    unscaled = node.output[0] + "_unscaled"
+    nodes = [
+        helper.make_node(
+            "MatMulIntegerToFloat",
+            [codes, *(base + p for p in ("_qweight", "_x_step", "_scales", "_x_zero"))],
+            [unscaled],
+            name=node.name + "_Q8row",
+            domain=MS_DOMAIN,
+        ),
+        helper.make_node("Mul", [unscaled, scale], list(node.output), name=node.name + "_rs"),
+    ]
     return nodes, inits
