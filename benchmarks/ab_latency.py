@@ -1,0 +1,53 @@
+"""Single-query latency of two model folders, interleaved query by query.
+
+A full benchmark run compares runtimes in separate processes one after another, so a host
+that slows down midway shifts the figures; interleaving two variants' queries in one process
+gives their ratio even then (docs/benchmarks.md, the int8 p50 entry)::
+
+    python -m embgemma_plugins.benchmarks.ab_latency FOLDER_A FOLDER_B
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from embgemma_plugins import EmbeddingGemma
+from embgemma_plugins.benchmarks import corpus
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m embgemma_plugins.benchmarks.ab_latency",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--rounds", type=int, default=2, help="passes over the 126 queries")
+    args = p.parse_args(argv)
+    models = [EmbeddingGemma(path, build_missing=False) for path in (args.a, args.b)]
+    queries = corpus.queries()
+    for m in models:  # warm up both sessions
+        for q in queries[:10]:
+            m.embed_queries([q])
+    times: list[list[float]] = [[], []]
+    for q in queries * args.rounds:
+        for m, t in zip(models, times, strict=True):
+            start = time.perf_counter()
+            m.embed_queries([q])
+            t.append(time.perf_counter() - start)
+    a, b = (np.array(t) for t in times)
+    print(
+        f"A p50 {np.median(a) * 1e3:.2f} ms, B p50 {np.median(b) * 1e3:.2f} ms, "
+        f"median B/A {np.median(b / a):.3f} over {len(a)} queries"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
