@@ -12,16 +12,26 @@ each. Dropping a clean page of a read-only initializer is always safe (it is re-
 the file), so the table is simply the largest mapping of the model's weight file. Linux
 only; anywhere else, or when nothing large is mapped, this does nothing
 (``EMBGEMMA_KEEP_TABLE_PAGES=1`` turns it off).
+
+Releasing between batches does not bound what one batch maps: 2048 tokens fault in up to
+2048 x 64 kB (141 MB of the int8 table, measured), and that sits on top of the activation
+arena at the batch's peak. Fault-around never crosses the end of a mapping (a VMA), so the
+table's mapping is split into runs of a few pages by flagging every other run
+``MADV_RANDOM`` (a readahead hint only: the bytes read are the same, and the alternation
+keeps the kernel from merging the runs back). A lookup then maps at most one run: 19 MB
+instead of 141-157 MB at the CLI's int8 peak, same speed (660 documents, measured).
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import sys
 from pathlib import Path
 
-MADV_DONTNEED = 4
+MADV_RANDOM, MADV_DONTNEED = 1, 4
+MAX_RUNS = 16384  # new mappings one table may add (Linux allows 65530 per process by default)
 MIN_TABLE_BYTES = 16 << 20  # the real table is 100 MB (int4) to 805 MB (fp32); weights < 10 MB
 
 
@@ -30,9 +40,10 @@ def table_ranges(
 ) -> list[tuple[int, int]]:
     """(address, length) of the largest mapping of the model's external weights, read from
     the text of /proc/self/maps: the token-embedding table, by far the largest initializer.
-    Nothing when no mapping of that folder's files reaches `min_bytes`."""
+    Neighbouring lines that continue one mapping of the same file (as a split table's runs
+    do) count as one. Nothing when no mapping of that folder's files reaches `min_bytes`."""
     folder, graph = os.path.realpath(model_path.parent), os.path.realpath(model_path)
-    best: tuple[int, int] | None = None
+    spans: list[tuple[int, int, str, int]] = []  # start, end, path, file offset at start
     for line in maps.splitlines():
         fields = line.split(maxsplit=5)
         if len(fields) < 6 or not fields[1].startswith("r"):
@@ -41,9 +52,35 @@ def table_ranges(
         if os.path.dirname(path) != folder or path == graph:
             continue
         start, end = (int(x, 16) for x in fields[0].split("-"))
+        offset = int(fields[2], 16)
+        if (
+            spans
+            and spans[-1][1:3] == (start, path)
+            and offset - spans[-1][3] == start - spans[-1][0]
+        ):
+            start, _, _, offset = spans.pop()  # the same mapping continues: extend it
+        spans.append((start, end, path, offset))
+    best: tuple[int, int] | None = None
+    for start, end, _, _ in spans:
         if end - start >= min_bytes and (best is None or end - start > best[1]):
             best = (start, end - start)
     return [best] if best else []
+
+
+def run_pages(length: int, page: int, budget: int) -> int:
+    """Pages per run when `length` bytes are split into at most `budget` runs (>= 1)."""
+    pages = -(-length // page)
+    return max(1, -(-pages // max(budget, 1)))
+
+
+def map_budget(maps: str) -> int:
+    """How many mappings a table may add: MAX_RUNS, or half of what the process has left
+    under vm.max_map_count, so that no later mmap of anyone else fails for want of them."""
+    try:
+        limit = int(Path("/proc/sys/vm/max_map_count").read_text())
+    except (OSError, ValueError):
+        limit = 65530
+    return min(MAX_RUNS, (limit - maps.count("\n")) // 2)
 
 
 class TablePages:
@@ -68,18 +105,32 @@ class TablePages:
             libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
             self._madvise = libc.madvise
 
+    def split(self, budget: int, page: int = mmap.PAGESIZE) -> None:
+        """Split each range into runs of a few pages, every other one flagged MADV_RANDOM,
+        adding at most `budget` mappings: a page fault then maps one run, not 64 kB."""
+        if self._madvise is None or budget < 2 * len(self.ranges):
+            return
+        for address, length in self.ranges:
+            step = run_pages(length, page, budget // len(self.ranges)) * page
+            for offset in range(0, length - step, 2 * step):
+                if self._madvise(address + offset, step, MADV_RANDOM) != 0:
+                    return  # out of mappings: what is split so far stays a valid mapping
+
     @classmethod
     def find(
         cls, session: object, model_path: Path, min_bytes: int = MIN_TABLE_BYTES, every: int = 2048
     ) -> TablePages:
-        """Locate the table of `session`, just opened on `model_path` (none: a no-op)."""
+        """Locate the table of `session`, just opened on `model_path` (none: a no-op), and
+        split its mapping so that one lookup maps a few pages."""
         if not sys.platform.startswith("linux") or os.environ.get("EMBGEMMA_KEEP_TABLE_PAGES"):
             return cls(session, [], every)
         try:
             maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
         except OSError:
             return cls(session, [], every)
-        return cls(session, table_ranges(Path(model_path), maps, min_bytes), every)
+        pages = cls(session, table_ranges(Path(model_path), maps, min_bytes), every)
+        pages.split(map_budget(maps))
+        return pages
 
     def release(self, session: object, tokens: int) -> None:
         """Count `tokens` looked up by a run of `session`; once `every` have been, drop the

@@ -9,22 +9,52 @@ import numpy as np
 import pytest
 
 from embgemma_plugins import EmbeddingGemma
-from embgemma_plugins.pages import TablePages, table_ranges
+from embgemma_plugins.pages import TablePages, run_pages, table_ranges
 
 MB = 1 << 20
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+
+
+def resident_kb(address: int, length: int) -> int:
+    """Resident kB of the mappings inside [address, address + length), from /proc/self/smaps."""
+    inside, rss = False, 0
+    for row in Path("/proc/self/smaps").read_text().splitlines():
+        head = row.split()[0]
+        if "-" in head and not head.endswith(":"):
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start < address + length and end > address
+        elif inside and row.startswith("Rss:"):
+            rss += int(row.split()[1])
+    return rss
+
+
+def mappings_in(address: int, length: int) -> int:
+    rows = Path("/proc/self/maps").read_text().splitlines()
+    spans = [[int(x, 16) for x in row.split()[0].split("-")] for row in rows]
+    return sum(1 for start, end in spans if start < address + length and end > address)
+
+
+def test_run_pages_keeps_the_number_of_runs_within_budget() -> None:
+    page = 4096
+    assert run_pages(201 * MB, page, 16384) == 4  # the int8 table: 51,456 pages
+    assert run_pages(100 * MB, page, 16384) == 2
+    assert run_pages(805 * MB, page, 16384) == 13
+    assert run_pages(8 * page, page, 16384) == 1
+    assert run_pages(8 * page, page, 0) == 8  # no budget: one run, nothing split
 
 
 def test_the_largest_readable_mapping_of_the_models_folder_is_the_table(tmp_path: Path) -> None:
     folder = tmp_path / "v"
     data, graph, other = folder / "model.onnx.data", folder / "model.onnx", tmp_path / "x.data"
 
-    def line(start: int, size: int, perms: str, path: Path | str) -> str:
-        return f"{start:x}-{start + size:x} {perms} 00000000 fd:00 12 {path}"
+    def line(start: int, size: int, perms: str, path: Path | str, offset: int = 0) -> str:
+        return f"{start:x}-{start + size:x} {perms} {offset:08x} fd:00 12 {path}"
 
     maps = "\n".join(
         [
             line(0x1000000, 4 * MB, "r--p", data),  # a weight
-            line(0x2000000, 64 * MB, "rw-p", data),  # the table (ORT maps private, writable)
+            line(0x2000000, 40 * MB, "rw-p", data),  # the table (ORT maps private, writable),
+            line(0x4800000, 24 * MB, "rw-p", data, 40 * MB),  # split in two runs by madvise
             line(0x8000000, 80 * MB, "r--p", graph),  # the graph file itself: never
             line(0xE000000, 99 * MB, "r--p", other),  # another folder: never
             line(0x16000000, 99 * MB, "---p", data),  # not readable: never
@@ -35,7 +65,7 @@ def test_the_largest_readable_mapping_of_the_models_folder_is_the_table(tmp_path
     assert table_ranges(graph, maps, min_bytes=65 * MB) == []
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="madvise release is Linux only")
+@linux_only
 def test_release_drops_the_pages_and_keeps_the_vectors(tiny_model: Path) -> None:
     m = EmbeddingGemma(tiny_model)
     m.table_pages = TablePages.find(m.session, m.files.onnx, min_bytes=1)  # the tiny table
@@ -43,16 +73,7 @@ def test_release_drops_the_pages_and_keeps_the_vectors(tiny_model: Path) -> None
     texts = ["the quick brown fox", "Привет, мир! 東京は日本の首都です。", "def f(): return 1"]
 
     def resident() -> int:
-        """Resident kB of the mapping holding the table (from /proc/self/smaps)."""
-        inside, rss = False, 0
-        for row in Path("/proc/self/smaps").read_text().splitlines():
-            head = row.split()[0]
-            if "-" in head and not head.endswith(":"):
-                start, end = (int(x, 16) for x in head.split("-"))
-                inside = start <= address < end
-            elif inside and row.startswith("Rss:"):
-                rss += int(row.split()[1])
-        return rss
+        return resident_kb(address, length)
 
     m.table_pages = TablePages(m.session, [])  # keep the pages: they are resident after a run
     before = m.embed_documents(texts)
@@ -69,3 +90,30 @@ def test_release_drops_the_pages_and_keeps_the_vectors(tiny_model: Path) -> None
     m.table_pages = TablePages(object(), [(address, length)], every=1)
     m.embed_documents(texts)
     assert resident() > 0
+
+
+@linux_only
+def test_split_table_maps_a_run_per_lookup_not_the_fault_around(tmp_path: Path) -> None:
+    """A private read-only file mapping, as ONNX Runtime maps external data: one byte read
+    per 64 kB maps at most one run of pages each once split (fault-around maps 64 kB)."""
+    import mmap
+
+    data = tmp_path / "model.onnx.data"
+    data.write_bytes(np.random.default_rng(0).bytes(32 * MB))  # in the page cache now
+    with data.open("rb") as f:
+        table = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    view = np.frombuffer(table, dtype=np.uint8)
+    address = view.ctypes.data
+    pages = TablePages(view, [(address, len(view))])
+    budget = len(view) // mmap.PAGESIZE // 2
+    pages.split(budget)
+    step = run_pages(len(view), mmap.PAGESIZE, budget)
+    assert step == 2 and mappings_in(address, len(view)) == budget
+    touched = len(view[:: 64 * 1024].copy())  # 512 reads, 64 kB apart
+    assert 0 < resident_kb(address, len(view)) <= touched * step * mmap.PAGESIZE // 1024
+    expected = np.frombuffer(data.read_bytes(), dtype=np.uint8)
+    np.testing.assert_array_equal(view, expected)  # split mappings read the same bytes
+    pages.release(view, pages.every)
+    assert resident_kb(address, len(view)) == 0
+    del view, pages
+    table.close()
