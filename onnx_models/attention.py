@@ -56,9 +56,7 @@ def attention(model: onnx.ModelProto) -> int:
         )
         fused += 1
     if fused:
-        for opset in model.opset_import:
-            if opset.domain in ("", "ai.onnx"):
-                opset.version = max(opset.version, ATTENTION_OPSET)
+        G.require_opset(model, ATTENTION_OPSET)
         G.prune(model)
     return fused
 

@@ -139,26 +139,9 @@ def skip_rms_norm(model: onnx.ModelProto) -> int:
         model.graph.node.remove(add)
         fused += 1
     if fused:
-        _toposort(model)
+        G.toposort(model)
         G.ensure_ms_domain(model)
     return fused
-
-
-def _toposort(model: onnx.ModelProto) -> None:
-    g = model.graph
-    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-    pending, ordered = list(g.node), list[onnx.NodeProto]()
-    while pending:
-        rest: list[onnx.NodeProto] = []
-        for n in pending:
-            (ordered if all(i in ready for i in n.input) else rest).append(n)
-            if ordered and ordered[-1] is n:
-                ready.update(n.output)
-        if len(rest) == len(pending):
-            raise ValueError("graph has a cycle or a missing input")
-        pending = rest
-    del g.node[:]
-    g.node.extend(ordered)
 
 
 def gelu_reference(x: np.ndarray) -> np.ndarray:

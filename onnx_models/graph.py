@@ -160,6 +160,31 @@ def fold_dense_head(model: onnx.ModelProto) -> int:
     return folded
 
 
+def toposort(model: onnx.ModelProto) -> None:
+    """Reorder nodes so that each comes after the producers of its inputs."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending, ordered = list(g.node), list[onnx.NodeProto]()
+    while pending:
+        rest: list[onnx.NodeProto] = []
+        for n in pending:
+            (ordered if all(i in ready for i in n.input) else rest).append(n)
+            if ordered and ordered[-1] is n:
+                ready.update(n.output)
+        if len(rest) == len(pending):
+            raise ValueError("graph has a cycle or a missing input")
+        pending = rest
+    del g.node[:]
+    g.node.extend(ordered)
+
+
+def require_opset(model: onnx.ModelProto, version: int) -> None:
+    """Raise the default-domain opset to at least `version` (for a standard op it introduced)."""
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, version)
+
+
 def ensure_ms_domain(model: onnx.ModelProto) -> None:
     """Declare the com.microsoft opset (contrib ops of ONNX Runtime) if it is not there yet."""
     if not any(o.domain == "com.microsoft" for o in model.opset_import):

@@ -26,6 +26,7 @@ from .attention import attention
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
 from .gptq import gptq_blocks
 from .optimize import LEVELS, ort_optimize
+from .rotary import rotary
 from .rowwise import quantise_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
@@ -39,7 +40,8 @@ EARLY_FUSIONS: dict[str, Callable[[onnx.ModelProto, Recipe], int]] = {  # on the
 LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in this order
     "skip_rms_norm": fusions.skip_rms_norm,
     "attention": attention,
-    "lean_shapes": lean_shapes,  # last: attention reads the exporter's shape chains
+    "lean_shapes": lean_shapes,  # after attention, which reads the exporter's shape chains
+    "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
