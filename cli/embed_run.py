@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -177,6 +178,10 @@ def execute(a: EmbedArgs) -> None:
                 "truncated": totals.truncated, "chunk_rows": a.chunk_rows,
                 "batch_tokens": a.batch_tokens, "onnx_sha256": current["onnx_sha256"],
                 "title_prompt": "title: {title} | text: " if a.title_field else None})
+        # The session (arena, pre-packed weights) is not needed to assemble the parts: let
+        # it go first, so the assembly's buffers and id scan do not stack on its memory.
+        del model
+        gc.collect()
         rejects = a.rejects or a.out.with_name(a.out.name + ".rejects.jsonl")
         done = finish(a.out, work, totals.chunks, job.layout, meta, rejects)
     except InputError as e:

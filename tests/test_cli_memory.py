@@ -53,3 +53,41 @@ def test_peak_rss_does_not_grow_with_rows(tmp_path, tiny_model):
     growth_mb = (peaks[6_000] - peaks[1_000]) / 1024
     print("peak RSS (kB) by rows:", peaks)
     assert growth_mb < 10, f"peak RSS grew by {growth_mb:.1f} MB for 5,000 more rows: {peaks}"
+
+
+def test_the_session_is_released_before_the_parts_are_assembled(tmp_path, tiny_model, monkeypatch):
+    """Assembling the final file (pyarrow buffers, the id scan) must not stack on the
+    session's arena and weights: the model is gone by the time `finish` runs."""
+    import weakref
+
+    from click.testing import CliRunner
+
+    from embgemma_plugins.cli import embed_run
+    from embgemma_plugins.cli.main import cli
+
+    models: list[weakref.ref] = []
+    alive_at_finish: list[bool] = []
+    load, finish = embed_run.load_model, embed_run.finish
+
+    def tracked_load(a):
+        model = load(a)
+        models.append(weakref.ref(model))
+        return model
+
+    def tracked_finish(*args, **kwargs):
+        alive_at_finish.append(models[0]() is not None)
+        return finish(*args, **kwargs)
+
+    monkeypatch.setattr(embed_run, "load_model", tracked_load)
+    monkeypatch.setattr(embed_run, "finish", tracked_finish)
+    src = tmp_path / "in.txt"
+    src.write_text("one line\nanother line\n")
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(
+        cli,
+        ["embed", str(src), str(out), "--model", str(tiny_model), "-q"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert alive_at_finish == [False]
+    assert out.exists()
