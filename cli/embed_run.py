@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -179,9 +178,9 @@ def execute(a: EmbedArgs) -> None:
                 "batch_tokens": a.batch_tokens, "onnx_sha256": current["onnx_sha256"],
                 "title_prompt": "title: {title} | text: " if a.title_field else None})
         # The session (arena, pre-packed weights) is not needed to assemble the parts: let
-        # it go first, so the assembly's buffers and id scan do not stack on its memory.
+        # it go first, so the assembly's buffers and id scan do not stack on its memory (the
+        # last reference: reference counting frees it, no collection pass needed).
         del model
-        gc.collect()
         rejects = a.rejects or a.out.with_name(a.out.name + ".rejects.jsonl")
         done = finish(a.out, work, totals.chunks, job.layout, meta, rejects)
     except InputError as e:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 MADV_RANDOM, MADV_DONTNEED = 1, 4
 MAX_RUNS = 16384  # new mappings one table may add (Linux allows 65530 per process by default)
+RELEASE_TOKENS = 2048  # tokens looked up between two releases of the table's pages
 MIN_TABLE_BYTES = 16 << 20  # the real table is 100 MB (int4) to 805 MB (fp32); weights < 10 MB
 
 
@@ -87,14 +88,16 @@ class TablePages:
     """The embedding table's mapped pages of one session; `release(session, tokens)` after
     each run, which drops them once `every` tokens have been looked up since the last drop.
 
-    One default batch (2048 tokens) maps as many pages as a long run of short queries of
-    the same total size, so releasing per 2048 tokens bounds memory as releasing per run
-    does, without re-faulting a single query's rows every call (1% of its latency).
+    A batch of 2048 tokens maps as many pages as a long run of short queries of the same
+    total size, so releasing per 2048 tokens bounds memory as releasing per run does,
+    without re-faulting a single query's rows every call (1% of its latency).
     The ranges belong to the session they were found for: `release` does nothing for any
     other session object, since the addresses of a closed session's mappings may since hold
     live memory."""
 
-    def __init__(self, session: object, ranges: list[tuple[int, int]], every: int = 2048) -> None:
+    def __init__(
+        self, session: object, ranges: list[tuple[int, int]], every: int = RELEASE_TOKENS
+    ) -> None:
         self._session = session
         self.ranges = ranges
         self.every = every
@@ -118,7 +121,11 @@ class TablePages:
 
     @classmethod
     def find(
-        cls, session: object, model_path: Path, min_bytes: int = MIN_TABLE_BYTES, every: int = 2048
+        cls,
+        session: object,
+        model_path: Path,
+        min_bytes: int = MIN_TABLE_BYTES,
+        every: int = RELEASE_TOKENS,
     ) -> TablePages:
         """Locate the table of `session`, just opened on `model_path` (none: a no-op), and
         split its mapping so that one lookup maps a few pages."""

@@ -37,15 +37,15 @@ def rotary(model: onnx.ModelProto) -> int:
         if match is None:
             continue
         x, tables, half = match
-        names = [_cache(t, half, prod, inits, caches, new_nodes) for t in tables]
-        if None in names:
+        cos, sin = (_cache(t, half, prod, inits, caches, new_nodes) for t in tables)
+        if cos is None or sin is None:
             continue
         if fused == 0:
             new_nodes.extend(_positions(model))
         add.CopyFrom(
             helper.make_node(
                 "RotaryEmbedding",
-                [x, *[n for n in names if n], "rotary_position_ids"],
+                [x, cos, sin, "rotary_position_ids"],
                 [add.output[0]],
                 name=add.name.replace("Add", "RotaryEmbedding"),
             )
