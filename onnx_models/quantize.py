@@ -25,6 +25,7 @@ from . import graph as G
 from .attention import attention
 from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
 from .gptq import gptq_blocks
+from .heads import flat_heads
 from .optimize import LEVELS, ort_optimize
 from .rotary import rotary
 from .rowwise import quantise_rows, rowwise_matmul
@@ -42,6 +43,7 @@ LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in 
     "attention": attention,
     "lean_shapes": lean_shapes,  # after attention, which reads the exporter's shape chains
     "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
+    "flat_heads": flat_heads,  # after rotary and attention, whose 4-D nodes it matches
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
