@@ -1,8 +1,12 @@
-"""Single-query latency of two model folders, interleaved query by query.
+"""Single-query latency of two model folders, interleaved in short blocks.
 
 A full benchmark run compares runtimes in separate processes one after another, so a host
 that slows down midway shifts the figures; interleaving two variants' queries in one process
-gives their ratio even then (docs/benchmarks.md, the int8 p50 entry)::
+gives their ratio even then (docs/benchmarks.md, the int8 p50 entry). The variants take
+turns by blocks of queries with a pause at each switch: ONNX Runtime's worker threads spin
+for a while after a run, and one session's spinning thread on a 2-core machine roughly
+doubled the other's latency when the two alternated query by query (p50 24 ms against
+12 ms alone), which hides the absolute figures::
 
     python -m embgemma_plugins.benchmarks.ab_latency FOLDER_A FOLDER_B
 """
@@ -18,6 +22,9 @@ import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.benchmarks import corpus
+
+BLOCK = 14  # queries per turn
+PAUSE_S = 0.05  # at each switch of session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,15 +43,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for q in queries[:10]:
             m.embed_queries([q])
     times: list[list[float]] = [[], []]
-    for q in queries * args.rounds:
+    blocks = [queries[i : i + BLOCK] for i in range(0, len(queries), BLOCK)]
+    for block in blocks * args.rounds:
         for m, t in zip(models, times, strict=True):
-            start = time.perf_counter()
-            m.embed_queries([q])
-            t.append(time.perf_counter() - start)
+            time.sleep(PAUSE_S)  # the other session's threads stop spinning
+            for q in block:
+                start = time.perf_counter()
+                m.embed_queries([q])
+                t.append(time.perf_counter() - start)
     a, b = (np.array(t) for t in times)
     print(
         f"A p50 {np.median(a) * 1e3:.2f} ms, B p50 {np.median(b) * 1e3:.2f} ms, "
-        f"median B/A {np.median(b / a):.3f} over {len(a)} queries"
+        f"median B/A {np.median(b / a):.3f} over {len(a)} queries (pairs by position)"
     )
     return 0
 

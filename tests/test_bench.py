@@ -108,8 +108,8 @@ def test_percentiles_ratios_and_verdicts():
     assert harness.percentile([1, 2, 3, 4], 50) == 2.5
     assert np.isnan(harness.percentile([], 50))
 
-    def m(kind, variant, tps, p50, rss):
-        rt = harness.Runtime(kind, "m", variant, 768)
+    def m(kind, variant, tps, p50, rss, dim=768):
+        rt = harness.Runtime(kind, "m", variant, dim)
         return harness.Measurement(rt, 0.1, 1.0, 10, int(tps), 1.0, [p50] * 3, rss)
 
     rows = harness.rows(
@@ -120,6 +120,21 @@ def test_percentiles_ratios_and_verdicts():
     assert found["int8 throughput >= 8x sentence-transformers"].status == "met"
     assert found["int8 single short query p50 <= 10 ms"].status == "met"
     assert found["fp32 throughput >= 3x sentence-transformers"].status == "not measured"
+    # a second dimension (the same computation) that misses: not claimed on the better one
+    rows = harness.rows(
+        [
+            m(harness.ST, "fp32", 100, 100, 1000),
+            m(harness.ONNX, "int8", 900, 8, 400),
+            m(harness.ST, "fp32", 120, 100, 1000, dim=256),
+            m(harness.ONNX, "int8", 900, 11, 400, dim=256),
+        ]
+    )
+    found = {v.target: v for v in targets.verdicts(rows, [])}
+    speed = found["int8 throughput >= 8x sentence-transformers"]
+    assert (speed.measured, speed.status) == ("9.00x / 7.50x at 768 / 256 dims", "missed")
+    p50 = found["int8 single short query p50 <= 10 ms"]
+    assert (p50.measured, p50.status) == ("8.0 ms / 11.0 ms at 768 / 256 dims", "missed")
+    assert found["int8 load time <= 2 s"].status == "met"
 
 
 def test_profile_summarises_kernel_time_by_operator(tiny_model):
