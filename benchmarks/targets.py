@@ -33,8 +33,7 @@ def _verdict(
     """Met only when every dimension measured meets it: each dimension is the same
     computation (a truncation apart), so two rows are two measurements of one figure on a
     host whose speed drifts; a target is not claimed on the better of them."""
-    values = [(r.m.runtime.dim, value(r)) for r in found]
-    known = [(dim, v) for dim, v in values if v is not None]
+    known = [(r.m.runtime.dim, v) for r in found if (v := value(r)) is not None]
     if not known:
         return Verdict(target, "-", "not measured")
     measured = " / ".join(fmt.format(v) for _, v in known)

@@ -31,9 +31,7 @@ ATTENTION_OPSET = 23  # the first opset with a standard Attention operator
 def attention(model: onnx.ModelProto) -> int:
     """Replace every matched attention chain by one `Attention` node; returns the number fused.
     Raises the model's default opset to 23 when anything was fused."""
-    prod, cons, inits = G.producers(model), G.consumers(model), G.initializers(model)
-    for output in model.graph.output:  # a graph output counts as one more user
-        cons.setdefault(output.name, []).append(onnx.NodeProto(op_type="GraphOutput"))
+    prod, cons, inits = G.producers(model), G.consumers(model, outputs=True), G.initializers(model)
     fused = 0
     for softmax in [n for n in model.graph.node if n.op_type == "Softmax"]:
         match = _match(softmax, prod, cons, inits)

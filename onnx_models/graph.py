@@ -43,11 +43,19 @@ def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in model.graph.node for o in n.output}
 
 
-def consumers(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
+GRAPH_OUTPUT = "GraphOutput"  # op_type of the stand-in user `consumers` gives a graph output
+
+
+def consumers(model: onnx.ModelProto, outputs: bool = False) -> dict[str, list[onnx.NodeProto]]:
+    """The nodes reading each tensor; with `outputs`, a graph output counts as one more user
+    (a stand-in node of op_type GRAPH_OUTPUT), so a rewrite that needs a tensor's only user
+    never takes one the graph also returns."""
     out: dict[str, list[onnx.NodeProto]] = {}
     for n in model.graph.node:
         for i in n.input:
             out.setdefault(i, []).append(n)
+    for o in model.graph.output if outputs else ():
+        out.setdefault(o.name, []).append(onnx.NodeProto(op_type=GRAPH_OUTPUT))
     return out
 
 

@@ -32,58 +32,47 @@ FLAT = "flat_heads_shape"  # [0, 0, -1]: back to [batch, tokens, heads x D]
 
 @dataclass
 class _Input:
-    """One of q/k/v: the 3-D tensor, its split Reshape and Transpose, the per-head ops between
-    them and Attention (in order), and the head count."""
+    """One of q/k/v: the 3-D tensor, its [batch, tokens, heads, D] Reshape view, the per-head
+    ops between the head split and Attention (in order), and the head count."""
 
     flat: str
-    reshape: onnx.NodeProto
-    transpose: onnx.NodeProto
+    view: str
     ops: list[onnx.NodeProto]
     heads: int
 
 
 def flat_heads(model: onnx.ModelProto) -> int:
     """Rewrite every matched attention to token-major layout; returns the number rewritten."""
-    prod, cons, inits = G.producers(model), G.consumers(model), G.initializers(model)
-    for output in model.graph.output:
-        cons.setdefault(output.name, []).append(onnx.NodeProto(op_type="GraphOutput"))
-    done, dead, added = 0, list[onnx.NodeProto](), list[onnx.NodeProto]()
+    prod, cons, inits = G.producers(model), G.consumers(model, outputs=True), G.initializers(model)
+    done, added = 0, list[onnx.NodeProto]()
     for att in [n for n in model.graph.node if n.op_type == "Attention" and n.domain == ""]:
-        q, k, v = (_input(name, prod, cons, inits) for name in att.input[:3])
-        back = _output_chain(att, prod, cons, inits)
-        if q is None or k is None or v is None or back is None or v.ops or k.heads != v.heads:
-            continue
         if any(a.name in ("q_num_heads", "kv_num_heads") for a in att.attribute):
+            continue  # already token-major
+        q, k, v = (_input(name, prod, cons, inits) for name in att.input[:3])
+        merged = _merged_output(att, prod, cons, inits)
+        if q is None or k is None or v is None or merged is None or v.ops or k.heads != v.heads:
             continue
         for index, item in enumerate((q, k, v)):
             att.input[index] = _rewire(item, added)
-            dead.append(item.transpose)
-            if item.heads == 1 or not any(op.op_type == PER_HEAD[0] for op in item.ops):
-                dead.append(item.reshape)
         att.attribute.extend(
             [
                 helper.make_attribute("q_num_heads", q.heads),
                 helper.make_attribute("kv_num_heads", k.heads),
             ]
         )
-        transpose, reshape = back
-        for user in cons.get(reshape.output[0], []):
+        for user in cons.get(merged, []):
             for j, name in enumerate(user.input):
-                if name == reshape.output[0]:
+                if name == merged:
                     user.input[j] = att.output[0]
-        dead += [transpose, reshape]
         done += 1
     if done:
         if FLAT not in inits:
             model.graph.initializer.append(
                 helper.make_tensor(FLAT, onnx.TensorProto.INT64, [3], [0, 0, -1])
             )
-        gone = {id(n) for n in dead}
-        keep = [n for n in model.graph.node if id(n) not in gone]
-        del model.graph.node[:]
-        model.graph.node.extend(keep + added)
+        model.graph.node.extend(added)
         G.toposort(model)
-        G.prune(model)
+        G.prune(model)  # the bypassed Transposes and Reshapes have no users left
     return done
 
 
@@ -92,7 +81,7 @@ def _rewire(item: _Input, added: list[onnx.NodeProto]) -> str:
     current, four_d = item.flat, False
     for op in item.ops:
         if op.op_type == PER_HEAD[0] and item.heads > 1 and not four_d:
-            current, four_d = item.reshape.output[0], True  # the [b, t, heads, D] view
+            current, four_d = item.view, True
         elif op.op_type == PER_HEAD[1]:
             if four_d:
                 current, four_d = _flatten(current, added), False
@@ -135,17 +124,17 @@ def _input(
     if len(cons.get(reshape.output[0], [])) != 1:
         return None
     heads = shape[2] if shape[2] > 0 else _width(reshape.input[0], prod, inits) // shape[3]
-    return _Input(reshape.input[0], reshape, node, ops, heads) if heads > 0 else None
+    return _Input(reshape.input[0], reshape.output[0], ops, heads) if heads > 0 else None
 
 
-def _output_chain(
+def _merged_output(
     att: onnx.NodeProto,
     prod: dict[str, onnx.NodeProto],
     cons: dict[str, list[onnx.NodeProto]],
     inits: dict[str, onnx.TensorProto],
-) -> tuple[onnx.NodeProto, onnx.NodeProto] | None:
-    """Attention -> Transpose(0, 2, 1, 3) -> Reshape([0, 0, -1]), each the only user and the
-    Reshape not a graph output, or None."""
+) -> str | None:
+    """The [batch, tokens, heads x D] tensor of Attention -> Transpose(0, 2, 1, 3) ->
+    Reshape([0, 0, -1]), each the only user and the Reshape not a graph output, or None."""
     users = cons.get(att.output[0], [])
     if len(users) != 1 or users[0].op_type != "Transpose" or _perm(users[0]) != SWAP:
         return None
@@ -155,9 +144,9 @@ def _output_chain(
     shape = G.constant_ints(after[0].input[1], inits, prod)
     if shape != [0, 0, -1]:
         return None
-    if any(u.op_type == "GraphOutput" for u in cons.get(after[0].output[0], [])):
+    if any(u.op_type == G.GRAPH_OUTPUT for u in cons.get(after[0].output[0], [])):
         return None
-    return users[0], after[0]
+    return str(after[0].output[0])
 
 
 def _width(name: str, prod: dict[str, onnx.NodeProto], inits: dict[str, onnx.TensorProto]) -> int:
