@@ -42,13 +42,12 @@ def finish(
     scan = scan_ids(parts, check=layout.spec.id is not None)
     metadata["rows"] = scan.rows
     metadata["duplicate_ids"] = len(scan.duplicates)
-    schema = layout.schema(metadata)
     tmp = temp_path(out)
     if out.suffix.lower() == ".npy":
-        write_npy(parts, tmp, scan.rows, schema)
+        write_npy(parts, tmp, scan.rows, layout)
         write_atomic(sidecar(out), encode_metadata(metadata) + b"\n")
     else:
-        write_parquet(parts, tmp, schema)
+        write_parquet(parts, tmp, layout, metadata)
     rejected = [work.rejects(i) for i in range(chunks) if work.rejects(i).is_file()]
     if rejects is not None:
         if rejected:

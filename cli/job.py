@@ -131,8 +131,8 @@ def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: Progres
             cal = job.state["calibration"]
             work.write_state(job.state)
         stats.update(digest=key, index=index, rows=len(items), skipped=len(rejects))
-        table = job.layout.table(records, vectors, ranges)
-        work.write_part(index, table, stats, rejects, reader.name)
+        part = job.layout.part(records, vectors, ranges)
+        work.write_part(index, part, stats, rejects, reader.name)
         totals.add(stats)
     return totals
 

@@ -1,7 +1,9 @@
 """Assemble the finished parts into the final file (Parquet or ``.npy``).
 
 Parts are read one at a time, so assembling needs the memory of one chunk however
-many rows the output holds.  Parquet outputs get one row group per chunk.
+many rows the output holds.  Parquet outputs get one row group per chunk.  This is
+the only module of a run that loads pyarrow (for Parquet outputs), and it runs after
+the model has been dropped.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from embgemma_plugins.cli.output import write_options
+from embgemma_plugins.cli.output import Layout, write_options
+from embgemma_plugins.cli.parts import read_ids, read_part
+from embgemma_plugins.cli.quantise import numpy_type, width
 
 
 @dataclass
@@ -32,11 +34,10 @@ def scan_ids(parts: Sequence[Path], check: bool) -> IdScan:
     scan = IdScan()
     hashes: list[np.ndarray] = []
     for path in parts:
-        if not check:
-            scan.rows += pq.read_metadata(path).num_rows
-            continue
-        ids = pq.read_table(path, columns=["id"]).column(0).to_pylist()
+        ids = read_ids(path)
         scan.rows += len(ids)
+        if not check:
+            continue
         hashes.append(np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids)))
     if not check or not hashes:
         return scan
@@ -46,7 +47,7 @@ def scan_ids(parts: Sequence[Path], check: bool) -> IdScan:
     if suspects:
         seen: Counter[str] = Counter()
         for path in parts:
-            for i in pq.read_table(path, columns=["id"]).column(0).to_pylist():
+            for i in read_ids(path):
                 if hash(i) in suspects:
                     seen[str(i)] += 1
         scan.duplicates = {k: v for k, v in seen.items() if v > 1}
@@ -58,27 +59,30 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def write_parquet(parts: Sequence[Path], tmp: Path, schema: pa.Schema) -> None:
-    """Copy every part into ``tmp`` as one row group each, with ``schema``'s metadata."""
+def write_parquet(
+    parts: Sequence[Path], tmp: Path, layout: Layout, metadata: dict[str, object]
+) -> None:
+    """Copy every part into ``tmp`` as one row group each, with the run's ``metadata``."""
+    import pyarrow.parquet as pq
+
+    schema = layout.schema(metadata)
     with pq.ParquetWriter(tmp, schema, **write_options(schema)) as writer:
         for path in parts:
-            table = pq.read_table(path, use_threads=False).replace_schema_metadata(schema.metadata)
+            table = layout.arrow(read_part(path))
             writer.write_table(table, row_group_size=max(1, table.num_rows))
     _fsync(tmp)
 
 
-def write_npy(parts: Sequence[Path], tmp: Path, rows: int, schema: pa.Schema) -> None:
-    """The ``embedding`` column of every part as one ``(rows, width)`` array in ``tmp``."""
-    kind = schema.field("embedding").type
-    dtype = np.dtype(kind.value_type.to_pandas_dtype())
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(rows, kind.list_size))
+def write_npy(parts: Sequence[Path], tmp: Path, rows: int, layout: Layout) -> None:
+    """The embeddings of every part as one ``(rows, width)`` array in ``tmp``."""
+    shape = (rows, width(layout.precision, layout.dimensions))
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=numpy_type(layout.precision),
+                                    shape=shape)
     at = 0
     for path in parts:
-        column = pq.read_table(path, columns=["embedding"]).column(0).combine_chunks()
-        n = len(column)
-        flat = column.values.to_numpy(zero_copy_only=False)
-        out[at : at + n] = flat.reshape(n, kind.list_size)
-        at += n
+        values = read_part(path).embedding
+        out[at : at + len(values)] = values
+        at += len(values)
     out.flush()
     del out
     _fsync(tmp)

@@ -16,13 +16,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
-from embgemma_plugins.cli.quantise import Ranges, embedding_array, value_type, width
+from embgemma_plugins.cli.parts import Part
+from embgemma_plugins.cli.quantise import Ranges, arrow_embedding, quantise, value_type, width
 from embgemma_plugins.cli.records import FieldSpec, Record
+
+if TYPE_CHECKING:  # imported where Arrow data is built: not while the model runs
+    import pyarrow as pa
 
 METADATA_KEY = b"embgemma"
 METADATA_FORMAT = 1
@@ -37,6 +40,8 @@ class Layout:
     precision: str = "float32"
 
     def schema(self, metadata: Mapping[str, Any] | None = None) -> pa.Schema:
+        import pyarrow as pa
+
         embedding = pa.list_(value_type(self.precision), width(self.precision, self.dimensions))
         fields = [pa.field("id", pa.string() if self.spec.id else pa.int64(), nullable=False)]
         fields += [pa.field(name, pa.string()) for name in self.spec.keep]
@@ -44,16 +49,28 @@ class Layout:
         meta = {METADATA_KEY: encode_metadata(metadata)} if metadata is not None else None
         return pa.schema(fields, metadata=meta)
 
+    def part(
+        self, records: Sequence[Record], vectors: np.ndarray, ranges: Ranges | None = None
+    ) -> Part:
+        """The rows of ``records`` with their float32 ``vectors`` at this precision."""
+        keep = [[r.keep[k] for r in records] for k in range(len(self.spec.keep))]
+        return Part([r.id for r in records], keep, quantise(vectors, self.precision, ranges))
+
+    def arrow(self, part: Part) -> pa.Table:
+        """``part`` as a table of this layout's schema (no file metadata)."""
+        import pyarrow as pa
+
+        schema = self.schema()
+        columns: list[pa.Array] = [pa.array(part.ids, type=schema.field(0).type)]
+        columns += [pa.array(values, type=pa.string()) for values in part.keep]
+        columns.append(arrow_embedding(part.embedding, self.precision))
+        return pa.Table.from_arrays(columns, schema=schema)
+
     def table(
         self, records: Sequence[Record], vectors: np.ndarray, ranges: Ranges | None = None
     ) -> pa.Table:
-        """The rows of ``records`` with their float32 ``vectors`` at this precision."""
-        schema = self.schema()
-        columns: list[pa.Array] = [pa.array([r.id for r in records], type=schema.field(0).type)]
-        for k in range(len(self.spec.keep)):
-            columns.append(pa.array([r.keep[k] for r in records], type=pa.string()))
-        columns.append(embedding_array(vectors, self.precision, ranges))
-        return pa.Table.from_arrays(columns, schema=schema)
+        """The rows of ``records`` with their float32 ``vectors``, as an Arrow table."""
+        return self.arrow(self.part(records, vectors, ranges))
 
 
 def write_options(schema: pa.Schema) -> dict[str, Any]:

@@ -11,9 +11,12 @@ same ones.  ``binary``/``ubinary`` pack the sign bits (``value > 0``) into bytes
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
+
+if TYPE_CHECKING:  # pyarrow loads only where Arrow data is built (see cli/parts.py)
+    import pyarrow as pa
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")
 CALIBRATED = ("int8", "uint8")
@@ -29,8 +32,16 @@ def check_precision(precision: str) -> str:
 
 def value_type(precision: str) -> pa.DataType:
     """Arrow type of one embedding value at ``precision``."""
-    return {"float32": pa.float32(), "int8": pa.int8(), "uint8": pa.uint8(),
-            "binary": pa.int8(), "ubinary": pa.uint8()}[check_precision(precision)]
+    import pyarrow as pa
+
+    return pa.from_numpy_dtype(numpy_type(precision))
+
+
+def numpy_type(precision: str) -> np.dtype:
+    """NumPy type of one embedding value at ``precision`` (what `quantise` returns)."""
+    name = {"float32": "float32", "int8": "int8", "uint8": "uint8", "binary": "int8",
+            "ubinary": "uint8"}[check_precision(precision)]
+    return np.dtype(name)
 
 
 def width(precision: str, dimensions: int) -> int:
@@ -72,6 +83,13 @@ def quantise(vectors: np.ndarray, precision: str, ranges: Sequence[Sequence[floa
 def embedding_array(vectors: np.ndarray, precision: str, ranges: Ranges | None = None
                     ) -> pa.FixedSizeListArray:
     """The ``embedding`` column of a batch: ``fixed_size_list<type>[width]``."""
-    q = np.ascontiguousarray(quantise(vectors, precision, ranges))
+    return arrow_embedding(quantise(vectors, precision, ranges), precision)
+
+
+def arrow_embedding(q: np.ndarray, precision: str) -> pa.FixedSizeListArray:
+    """Already quantised values ``q`` (rows x width) as the ``embedding`` column."""
+    import pyarrow as pa
+
+    q = np.ascontiguousarray(q)
     values = pa.array(q.reshape(-1), type=value_type(precision))
     return pa.FixedSizeListArray.from_arrays(values, q.shape[1] if q.ndim == 2 else 0)

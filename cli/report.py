@@ -8,12 +8,13 @@ from typing import Any
 import click
 
 from embgemma_plugins.cli.job import Totals
+from embgemma_plugins.cli.parts import PART_SUFFIX
 from embgemma_plugins.cli.progress import Progress, duration
 from embgemma_plugins.cli.workdir import WorkDir
 
 
 def saved_hint(work: WorkDir) -> str:
-    parts = len(list(work.path.glob("part-*.parquet"))) if work.path.is_dir() else 0
+    parts = len(list(work.path.glob(f"part-*{PART_SUFFIX}"))) if work.path.is_dir() else 0
     return f"\n{parts} finished chunk(s) are kept in {work.path}" if parts else ""
 
 

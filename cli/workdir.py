@@ -2,10 +2,10 @@
 
 ``OUT``'s folder gets ``.OUT.embgemma-work/`` holding ``state.json`` (the settings
 that decide the output's bytes, and the int8/uint8 calibration) and one part per
-finished chunk: ``part-000042.parquet`` plus, when rows were rejected,
+finished chunk: ``part-000042.npz`` (:mod:`.parts`) plus, when rows were rejected,
 ``part-000042.rejects.jsonl``.  Every file is written under a temporary name,
 fsynced and renamed, so a part that exists is complete whenever the process dies;
-a part's footer records a digest of its chunk's input, so a resumed run reuses a
+a part's stats record a digest of its chunk's input, so a resumed run reuses a
 part only for the very same rows.  The final file is assembled from the parts.
 """
 
@@ -18,15 +18,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from embgemma_plugins.cli.output import write_options
+from embgemma_plugins.cli.parts import PART_SUFFIX, Part, read_stats, write_part
 from embgemma_plugins.cli.records import Reject
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
-CHUNK_KEY = b"embgemma_chunk"
 
 
 def work_path(out: Path) -> Path:
@@ -89,7 +85,7 @@ class WorkDir:
         fsync_dir(self.path)
 
     def part(self, index: int) -> Path:
-        return self.path / f"part-{index:06d}.parquet"
+        return self.path / f"part-{index:06d}{PART_SUFFIX}"
 
     def rejects(self, index: int) -> Path:
         return self.path / f"part-{index:06d}.rejects.jsonl"
@@ -97,17 +93,11 @@ class WorkDir:
     def finished(self, index: int, digest: str) -> dict[str, Any] | None:
         """The stats of chunk ``index`` if its part exists and was made from ``digest``."""
         path = self.part(index)
-        if not path.is_file():
-            return None
-        try:
-            meta = pq.read_schema(path).metadata or {}
-            stats = dict(json.loads(meta[CHUNK_KEY]))
-        except (OSError, KeyError, ValueError, pa.ArrowException):
-            return None
-        return stats if stats.get("digest") == digest else None
+        stats = read_stats(path) if path.is_file() else None
+        return stats if stats is not None and stats.get("digest") == digest else None
 
     def write_part(
-        self, index: int, table: pa.Table, stats: Mapping[str, Any], rejects: Iterable[Reject],
+        self, index: int, part: Part, stats: Mapping[str, Any], rejects: Iterable[Reject],
         source: str,
     ) -> None:
         """Write chunk ``index``: its rejects (if any), then its rows, each atomically."""
@@ -117,17 +107,7 @@ class WorkDir:
             write_atomic(reject_path, "".join(lines).encode())
         elif reject_path.exists():
             reject_path.unlink()
-        meta = dict(table.schema.metadata or {})
-        meta[CHUNK_KEY] = json.dumps(dict(stats), sort_keys=True).encode()
-        table = table.replace_schema_metadata(meta)
-        path = self.part(index)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, row_group_size=max(1, table.num_rows),
-                           **write_options(table.schema))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_part(self.part(index), part, stats)
         fsync_dir(self.path)
 
 

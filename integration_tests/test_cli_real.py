@@ -81,7 +81,7 @@ def test_killed_real_run_resumes_to_the_identical_file(reference, tmp_path):
     proc = subprocess.Popen(command(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 1800
     while proc.poll() is None and time.monotonic() < deadline:
-        if len(list(work_path(out).glob("part-*.parquet"))) >= 2:
+        if len(list(work_path(out).glob("part-*.npz"))) >= 2:
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.05)

@@ -25,7 +25,8 @@ from click.testing import CliRunner
 
 from embgemma_plugins.cli.main import cli
 from embgemma_plugins.cli.output import read_metadata
-from embgemma_plugins.cli.workdir import CHUNK_KEY, work_path
+from embgemma_plugins.cli.parts import read_stats
+from embgemma_plugins.cli.workdir import work_path
 from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
 from tests import conftest as unit
 from tests.cli_process import embed_command
@@ -215,9 +216,10 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
     killed, parts_then = None, 0
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline and killed is None:
-        parts = sorted(work_path(out).glob("part-*.parquet"))
+        parts = sorted(work_path(out).glob("part-*.npz"))
         if len(parts) >= 3:
-            stats = json.loads((pq.read_schema(parts[0]).metadata or {})[CHUNK_KEY])
+            stats = read_stats(parts[0])
+            assert stats is not None
             killed, parts_then = stats["pid"], len(parts)
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.02)

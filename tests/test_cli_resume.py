@@ -60,7 +60,7 @@ def corpus(tmp_path_factory):
 
 
 def parts(out: Path) -> int:
-    return len(list(work_path(out).glob("part-*.parquet")))
+    return len(list(work_path(out).glob("part-*.npz")))
 
 
 def kill_when(cmd, condition, timeout=120.0) -> bool:

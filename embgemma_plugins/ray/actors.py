@@ -100,8 +100,8 @@ class ChunkEmbedder(_Actor):
                            "rows": len(records)}
         stats.update(digest=key, index=index, rows=len(items), skipped=len(rejects),
                      pid=os.getpid())
-        table = t.layout.table(records, vectors, ranges)
-        WorkDir(Path(t.out)).write_part(index, table, stats, rejects, source.uri)
+        part = t.layout.part(records, vectors, ranges)
+        WorkDir(Path(t.out)).write_part(index, part, stats, rejects, source.uri)
         return {**stats, "cpu": time.process_time() - started,
                 "calibration": json.dumps(calibration) if calibration else None}
 

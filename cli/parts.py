@@ -1,0 +1,82 @@
+"""One finished chunk of a run on disk, written and read without pyarrow.
+
+A part holds a chunk's rows exactly as the output will: ids, kept fields and the
+embeddings already at the output precision. It is an uncompressed ``.npz`` with three
+members: ``embedding`` (``rows x width``), ``rows`` (UTF-8 JSON of the ids and kept
+columns) and ``stats`` (UTF-8 JSON of the chunk's counts and input digest).
+
+Why not Parquet: pyarrow is the largest library the CLI loads (about 40 MB of a
+process's resident memory, measured), and writing parts is all the embedding phase
+needed it for. With parts in NumPy's own format, pyarrow is imported only to assemble
+the final file, after the model's session has been dropped, so the two never add up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PART_SUFFIX = ".npz"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A chunk's output rows: ``ids``, one list per kept field, quantised embeddings."""
+
+    ids: list[Any]  # int row numbers, or the --id-field strings
+    keep: list[list[str | None]]
+    embedding: np.ndarray  # (rows, width) at the output precision
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _json_bytes(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode(), dtype=np.uint8)
+
+
+def _from_json(member: np.ndarray) -> Any:
+    return json.loads(member.tobytes().decode())
+
+
+def write_part(path: Path, part: Part, stats: Mapping[str, Any]) -> None:
+    """Write ``part`` to ``path`` atomically: a temporary name, fsync, rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            embedding=np.ascontiguousarray(part.embedding),
+            rows=_json_bytes({"ids": part.ids, "keep": part.keep}),
+            stats=_json_bytes(dict(stats)),
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_stats(path: Path) -> dict[str, Any] | None:
+    """The stats a part was written with; ``None`` if it is unreadable (a torn or
+    foreign file is then simply redone)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stats = _from_json(z["stats"])
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def read_ids(path: Path) -> list[Any]:
+    with np.load(path, allow_pickle=False) as z:
+        return list(_from_json(z["rows"])["ids"])
+
+
+def read_part(path: Path) -> Part:
+    with np.load(path, allow_pickle=False) as z:
+        rows = _from_json(z["rows"])
+        return Part(list(rows["ids"]), [list(c) for c in rows["keep"]], z["embedding"])
