@@ -30,7 +30,7 @@ Graph = tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
 
 def graphs(w: np.ndarray) -> dict[str, Graph]:
     """Kernel name -> (nodes, initializers) computing y = x @ w."""
-    q_nodes, q_inits, codes, row_max = quantise_rows("x")
+    q_nodes, q_inits, codes, row_max, _ = quantise_rows("x", w.shape[0])
     row_nodes, row_inits = rowwise_matmul(MatMul, w, codes, row_max)
     found = {
         "fp32 MatMul": ([MatMul], [numpy_helper.from_array(w, "w")]),

@@ -28,6 +28,7 @@ from .gptq import gptq_blocks
 from .heads import flat_heads
 from .optimize import LEVELS, ort_optimize
 from .rotary import rotary
+from .rowsteps import row_steps
 from .rowwise import quantise_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
@@ -44,6 +45,7 @@ LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in 
     "lean_shapes": lean_shapes,  # after attention, which reads the exporter's shape chains
     "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
     "flat_heads": flat_heads,  # after rotary and attention, whose 4-D nodes it matches
+    "row_steps": row_steps,  # after flat_heads: q/k reach their norms through its Reshapes
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
@@ -191,7 +193,8 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     inits = G.initializers(model)
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
-    rows: dict[str, tuple[str, str]] = {}  # input tensor -> its row codes and row maxima
+    rows: dict[str, tuple[str, str]] = {}  # input tensor -> its row codes and row steps
+    zero: str | None = None  # the row-shaped zero points, shared by every quantised input
     for node in model.graph.node:
         new, extra = node, list[onnx.TensorProto]()
         rule = (
@@ -209,8 +212,10 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                 new, extra = dynamic_matmul(node, w)
             else:  # rowwise
                 if node.input[0] not in rows:  # the first MatMul of a shared input quantises it
-                    q_nodes, q_inits, codes, row_max = quantise_rows(node.input[0])
-                    rows[node.input[0]] = (codes, row_max)
+                    q_nodes, q_inits, codes, step, zero = quantise_rows(
+                        node.input[0], w.shape[0], zero
+                    )
+                    rows[node.input[0]] = (codes, step)
                     nodes.extend(q_nodes)
                     model.graph.initializer.extend(q_inits)
                 mm_nodes, extra = rowwise_matmul(node, w, *rows[node.input[0]])
@@ -238,6 +243,8 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
         replaced += new is not node
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    if zero is not None:
+        G.require_opset(model, 21)  # the rows' block-wise QuantizeLinear
     if replaced:
         G.ensure_ms_domain(model)
     G.prune(model)

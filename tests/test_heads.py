@@ -23,7 +23,7 @@ def test_every_layer_is_rewritten_and_vectors_are_kept(
     variant: str, tiny_optimum: Path, tokenize, tmp_path: Path
 ) -> None:
     recipe = load_recipes()[variant]
-    assert all(r.fusions[-1] == "flat_heads" for r in load_recipes().values())
+    assert all("flat_heads" in r.fusions for r in load_recipes().values())
     plain_recipe = replace(recipe, fusions=tuple(f for f in recipe.fusions if f != "flat_heads"))
     fused_path, plain_path = tmp_path / "fused" / "model.onnx", tmp_path / "plain" / "model.onnx"
     calibration = TEXTS * 4 if recipe.calibrated() else None

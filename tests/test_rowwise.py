@@ -30,7 +30,7 @@ def run(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x: np.ndarra
 
 
 def rowwise(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    q_nodes, q_inits, codes, row_max = quantise_rows("x")
+    q_nodes, q_inits, codes, row_max, _ = quantise_rows("x", w.shape[0])
     mm, inits = rowwise_matmul(
         helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), w, codes, row_max
     )
