@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from embgemma_plugins.cli.output import Layout, write_options
-from embgemma_plugins.cli.parts import read_ids, read_part
+from embgemma_plugins.cli.parts import read_embedding, read_ids, read_part
 from embgemma_plugins.cli.quantise import numpy_type, width
 
 
@@ -80,7 +80,7 @@ def write_npy(parts: Sequence[Path], tmp: Path, rows: int, layout: Layout) -> No
                                     shape=shape)
     at = 0
     for path in parts:
-        values = read_part(path).embedding
+        values = read_embedding(path)
         out[at : at + len(values)] = values
         at += len(values)
     out.flush()

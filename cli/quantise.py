@@ -80,12 +80,6 @@ def quantise(vectors: np.ndarray, precision: str, ranges: Sequence[Sequence[floa
     return (packed.astype(np.int16) - 128).astype(np.int8)
 
 
-def embedding_array(vectors: np.ndarray, precision: str, ranges: Ranges | None = None
-                    ) -> pa.FixedSizeListArray:
-    """The ``embedding`` column of a batch: ``fixed_size_list<type>[width]``."""
-    return arrow_embedding(quantise(vectors, precision, ranges), precision)
-
-
 def arrow_embedding(q: np.ndarray, precision: str) -> pa.FixedSizeListArray:
     """Already quantised values ``q`` (rows x width) as the ``embedding`` column."""
     import pyarrow as pa

@@ -59,6 +59,14 @@ def consumers(model: onnx.ModelProto, outputs: bool = False) -> dict[str, list[o
     return out
 
 
+def read_instead(cons: dict[str, list[onnx.NodeProto]], old: str, new: str) -> None:
+    """Every user of tensor `old` (by `consumers`) reads `new` instead."""
+    for user in cons.get(old, []):
+        for j, name in enumerate(user.input):
+            if name == old:
+                user.input[j] = new
+
+
 def constant(
     name: str, inits: dict[str, onnx.TensorProto], prod: dict[str, onnx.NodeProto]
 ) -> np.ndarray | None:

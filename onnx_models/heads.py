@@ -60,10 +60,7 @@ def flat_heads(model: onnx.ModelProto) -> int:
                 helper.make_attribute("kv_num_heads", k.heads),
             ]
         )
-        for user in cons.get(merged, []):
-            for j, name in enumerate(user.input):
-                if name == merged:
-                    user.input[j] = att.output[0]
+        G.read_instead(cons, merged, att.output[0])
         done += 1
     if done:
         if FLAT not in inits:

@@ -15,7 +15,8 @@ token-preserving Reshape whose output is absorbed in turn. The same reasoning th
 linear ops (gate/up: up is multiplied into gelu(gate), then down_proj, then
 post_feedforward_layernorm) is exact in real arithmetic only without eps, and eps is not
 negligible there: down_proj's outputs are small enough in some rows that leaving up
-unscaled cost a minimum cosine of 0.972 against the scaled graph (measured), so it is not
+unscaled cost a minimum cosine of 0.972 against the scaled graph (132 benchmark documents,
+ad hoc), so it is not
 done. Run it after `flat_heads`, on the graph's final layout."""
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def row_steps(model: onnx.ModelProto) -> int:
         step = mul.input[1] if mul.input[0] == gemm.output[0] else mul.input[0]
         scaled = mul.output[0]
         if _absorbed(scaled, cons, inits, prod):
-            _read_instead(cons, scaled, gemm.output[0])
+            G.read_instead(cons, scaled, gemm.output[0])
         else:
             split = cons.get(scaled, [])
             if len(split) != 1 or split[0].op_type != "Split":
@@ -51,7 +52,7 @@ def row_steps(model: onnx.ModelProto) -> int:
             split[0].input[0] = gemm.output[0]
             for part in parts:  # scaled after the Split, for the users that need it
                 name = part + "_stepped"
-                _read_instead(cons, part, name)
+                G.read_instead(cons, part, name)
                 added.append(helper.make_node("Mul", [part, step], [name], name=name))
         changed += 1  # the Mul has no users left: prune drops it
     if changed:
@@ -81,21 +82,11 @@ def _absorbs(
 ) -> bool:
     if user.op_type == NORM and user.input[0] == name:
         extra_outputs_used = any(cons.get(o) for o in user.output[1:] if o)
-        return _attr(user, "axis", -1) == -1 and not extra_outputs_used
+        axis = next((a.i for a in user.attribute if a.name == "axis"), -1)
+        return axis == -1 and not extra_outputs_used
     if user.op_type == "Reshape" and user.input[0] == name:
         shape = G.constant_ints(user.input[1], inits, prod)
         keeps_rows = shape is not None and shape[:2] == [0, 0]  # [batch, tokens, ...] stays
         return keeps_rows and _absorbed(user.output[0], cons, inits, prod)
     return False
 
-
-def _attr(node: onnx.NodeProto, key: str, default: int) -> int:
-    return next((int(a.i) for a in node.attribute if a.name == key), default)
-
-
-def _read_instead(cons: dict[str, list[onnx.NodeProto]], old: str, new: str) -> None:
-    """Every user of `old` reads `new` instead."""
-    for user in cons.get(old, []):
-        for j, name in enumerate(user.input):
-            if name == old:
-                user.input[j] = new

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from embgemma_plugins.cli.output import Layout, encode_metadata
-from embgemma_plugins.cli.quantise import calibrate, embedding_array, quantise, width
+from embgemma_plugins.cli.quantise import arrow_embedding, calibrate, quantise, width
 from embgemma_plugins.cli.readers import InputError, Reader, detect_format
 from embgemma_plugins.cli.records import FieldSpec, Record, Reject, extract, from_json_line
 
@@ -78,7 +78,7 @@ def test_quantise_shapes_and_types():
     assert quantise(v, "uint8", ranges).max() == 255
     assert quantise(v, "ubinary").shape == (6, 16) == (6, width("binary", 128))
     assert np.array_equal(np.unpackbits(quantise(v, "ubinary"), axis=1), (v > 0).astype(np.uint8))
-    arr = embedding_array(v, "binary")
+    arr = arrow_embedding(quantise(v, "binary"), "binary")
     assert arr.type == pa.list_(pa.int8(), 16)
     with pytest.raises(ValueError, match="calibration"):
         quantise(v, "int8")

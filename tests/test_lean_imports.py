@@ -1,7 +1,7 @@
 """What a run loads: the libraries it does not need stay out of its resident memory.
 
-pyarrow (about 40 MB resident) is needed only to assemble a Parquet output, which
-happens after the model is dropped; huggingface_hub with requests (about 15 MB) only
+pyarrow (32 MB resident at import) is needed only to assemble a Parquet output, which
+happens after the model is dropped; huggingface_hub with requests (18 MB) only
 when a model is not already in the store. Each check runs a real process, since a
 test process has imported everything already.
 """
