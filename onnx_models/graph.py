@@ -129,6 +129,17 @@ def keep_outputs(model: onnx.ModelProto, names: list[str]) -> None:
     prune(model)
 
 
+def reads(node: onnx.NodeProto) -> list[str]:
+    """The tensors `node` reads: its inputs, and for a node with subgraphs (`If`) the
+    enclosing graph's tensors those subgraphs use, which ONNX does not list as inputs."""
+    names = [i for i in node.input if i]
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            made = {i.name for i in attr.g.initializer} | {o for n in attr.g.node for o in n.output}
+            names += [i for n in attr.g.node for i in reads(n) if i not in made]
+    return names
+
+
 def prune(model: onnx.ModelProto) -> None:
     """Remove nodes and initializers that do not contribute to a graph output."""
     g = model.graph
@@ -137,7 +148,7 @@ def prune(model: onnx.ModelProto) -> None:
     for n in reversed(g.node):
         if any(o in needed for o in n.output):
             live.append(n)
-            needed.update(i for i in n.input if i)
+            needed.update(reads(n))
     live.reverse()
     del g.node[:]
     g.node.extend(live)
@@ -184,7 +195,7 @@ def toposort(model: onnx.ModelProto) -> None:
     while pending:
         rest: list[onnx.NodeProto] = []
         for n in pending:
-            (ordered if all(i in ready for i in n.input) else rest).append(n)
+            (ordered if all(i in ready for i in reads(n)) else rest).append(n)
             if ordered and ordered[-1] is n:
                 ready.update(n.output)
         if len(rest) == len(pending):
