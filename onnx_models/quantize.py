@@ -32,6 +32,7 @@ from .rowsteps import row_steps
 from .rowwise import quantise_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
+from .window import banded_attention
 
 RECIPES = Path(__file__).with_name("recipes.toml")
 KERNELS = ("nbits", "dynamic", "rowwise", "fp32")
@@ -46,6 +47,7 @@ LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in 
     "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
     "flat_heads": flat_heads,  # after rotary and attention, whose 4-D nodes it matches
     "row_steps": row_steps,  # after flat_heads: q/k reach their norms through its Reshapes
+    "banded_attention": banded_attention,  # last: wraps the final Attention nodes in an If
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 

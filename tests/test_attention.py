@@ -24,6 +24,8 @@ def test_every_layer_is_fused_and_vectors_are_kept(
 ) -> None:  # type: ignore[no-untyped-def]
     fp32 = load_recipes()["fp32"]
     assert "attention" in fp32.fusions
+    # banded_attention (tests/test_window.py) wraps sliding layers in an If; this is about one layer
+    fp32 = replace(fp32, fusions=tuple(f for f in fp32.fusions if f != "banded_attention"))
     unfused = replace(fp32, fusions=tuple(f for f in fp32.fusions if f != "attention"))
     fused_path, plain_path = tmp_path / "fused" / "model.onnx", tmp_path / "plain" / "model.onnx"
     build_variant(tiny_optimum, fused_path, fp32, None, tokenize)
