@@ -18,7 +18,8 @@ set; only the order of the sums differs (float32 rounding).
 
 The window is read from the graph: a sliding layer's mask has the exporter's band test
 `Less(Abs(Sub(i, j)), W + 1)` upstream. Run it last (after `flat_heads`): it takes q, k
-and v in [batch, tokens, heads x dim] layout as `Attention` reads them there.
+and v in [batch, tokens, heads x dim] layout as `Attention` reads them there, and
+leaves 4-D (heads-first) attention alone.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def banded_attention(model: onnx.ModelProto, chunk: int = CHUNK) -> int:
     """Give every sliding-window `Attention` a chunked branch for long inputs; returns the
     number of layers changed."""
     prod, inits = G.producers(model), G.initializers(model)
-    layers = [(n, w) for n in model.graph.node if n.op_type == "Attention"
+    layers = [(n, w) for n in model.graph.node if n.op_type == "Attention" and _flat(n)
               if (w := _half_window(n.input[3] if len(n.input) > 3 else "", prod, inits))]
     windows = {w for _, w in layers}
     if not layers or len(windows) > 1:
@@ -53,6 +54,11 @@ def banded_attention(model: onnx.ModelProto, chunk: int = CHUNK) -> int:
         node.CopyFrom(_if(node))
     G.toposort(model)
     return len(layers)
+
+
+def _flat(attention: onnx.NodeProto) -> bool:
+    """Whether q/k/v are [batch, tokens, heads x dim] (the node carries its head counts)."""
+    return any(a.name == "q_num_heads" for a in attention.attribute)
 
 
 def _half_window(

@@ -3,7 +3,6 @@ with the same vectors, padded batches included (the rows a sliding window masks 
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from onnx import TensorProto, helper
 from embgemma_plugins.onnx_models import graph as G
 from embgemma_plugins.onnx_models.attention import ATTENTION_OPSET, attention
 from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
-from tests.test_quantize import TEXTS, cosines, embed, ops
+from tests.test_quantize import TEXTS, cosines, embed, ops, without
 from tests.tiny_model import SLIDING_WINDOW
 
 
@@ -25,8 +24,8 @@ def test_every_layer_is_fused_and_vectors_are_kept(
     fp32 = load_recipes()["fp32"]
     assert "attention" in fp32.fusions
     # banded_attention (tests/test_window.py) wraps sliding layers in an If; this is about one layer
-    fp32 = replace(fp32, fusions=tuple(f for f in fp32.fusions if f != "banded_attention"))
-    unfused = replace(fp32, fusions=tuple(f for f in fp32.fusions if f != "attention"))
+    fp32 = without(fp32, "banded_attention")
+    unfused = without(fp32, "attention")
     fused_path, plain_path = tmp_path / "fused" / "model.onnx", tmp_path / "plain" / "model.onnx"
     build_variant(tiny_optimum, fused_path, fp32, None, tokenize)
     build_variant(tiny_optimum, plain_path, unfused, None, tokenize)

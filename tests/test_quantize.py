@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,11 @@ def embed(model: Path, ids: list[list[int]]) -> np.ndarray:
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def without(recipe: Recipe, *fusions: str) -> Recipe:
+    """`recipe` with `fusions` left out (to test one fusion against the graph without it)."""
+    return replace(recipe, fusions=tuple(f for f in recipe.fusions if f not in fusions))
 
 
 def ops(model: Path) -> Counter[str]:

@@ -4,7 +4,6 @@ inputs, and the vectors are those of full attention under the band mask."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from embgemma_plugins.onnx_models import graph as G
 from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
 from embgemma_plugins.onnx_models.window import CHUNK, _half_window, banded_attention
-from tests.test_quantize import TEXTS, cosines, embed, ops
+from tests.test_quantize import TEXTS, cosines, embed, ops, without
 
 SLIDING_LAYERS = 2  # the tiny model's layer_types: sliding, full, sliding, full
 
@@ -34,7 +33,7 @@ def pair(tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("window")
     recipe = load_recipes()["int8"]
     assert all("banded_attention" in r.fusions for r in load_recipes().values())
-    plain = replace(recipe, fusions=tuple(f for f in recipe.fusions if f != "banded_attention"))
+    plain = without(recipe, "banded_attention")
     paths = out / "banded" / "model.onnx", out / "plain" / "model.onnx"
     for path, r in zip(paths, (recipe, plain), strict=True):
         build_variant(tiny_optimum, path, r, TEXTS * 4, tokenize)
@@ -87,7 +86,7 @@ def test_any_chunk_size_gives_the_same_vectors(pair, tokenize, tmp_path: Path, c
 
 def test_graph_without_a_band_is_left_alone(tiny_optimum: Path, tokenize, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fp32 = load_recipes()["fp32"]
-    plain = replace(fp32, fusions=tuple(f for f in fp32.fusions if f != "banded_attention"))
+    plain = without(fp32, "banded_attention")
     path = tmp_path / "model.onnx"
     build_variant(tiny_optimum, path, plain, None, tokenize)
     model = G.load(path)
