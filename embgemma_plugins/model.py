@@ -82,8 +82,9 @@ class EmbeddingGemma:
         self.variant = manifest.variant if manifest else (variant or "fp32")
         self.revision = manifest.revision if manifest else None
         self.tokenizer = Tokenizer(self.files.tokenizer)
-        self.session = create_session(self.files.onnx, providers, threads)
-        self.table_pages = TablePages.find(self.session, self.files.onnx)  # bounds RSS
+        self.session, self.table_pages = TablePages.open(  # the table's pages: bounds RSS
+            lambda: create_session(self.files.onnx, providers, threads), self.files.onnx
+        )
         self._prompts: PromptTable | None = None
         self._lock = threading.Lock()
 

@@ -28,21 +28,44 @@ import ctypes
 import mmap
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 MADV_RANDOM, MADV_DONTNEED = 1, 4
 MAX_RUNS = 16384  # new mappings one table may add (Linux allows 65530 per process by default)
 RELEASE_TOKENS = 2048  # tokens looked up between two releases of the table's pages
 MIN_TABLE_BYTES = 16 << 20  # the real table is 100 MB (int4) to 805 MB (fp32); weights < 10 MB
+_OPENING = threading.Lock()  # one session opens at a time, so the new mappings are its own
+S = TypeVar("S")
 
 
 def table_ranges(
-    model_path: Path, maps: str, min_bytes: int = MIN_TABLE_BYTES
+    model_path: Path, maps: str, min_bytes: int = MIN_TABLE_BYTES, before: str = ""
 ) -> list[tuple[int, int]]:
     """(address, length) of the largest mapping of the model's external weights, read from
     the text of /proc/self/maps: the token-embedding table, by far the largest initializer.
     Neighbouring lines that continue one mapping of the same file (as a split table's runs
-    do) count as one. Nothing when no mapping of that folder's files reaches `min_bytes`."""
+    do) count as one. Mappings in `before` (the maps read just before the session opened)
+    are another live session's copy of the same file, never this one's, and so is anything
+    overlapping them. Nothing when no new mapping of the folder's files reaches `min_bytes`."""
+    old = _weight_spans(model_path, before)
+    fresh = [
+        s
+        for s in _weight_spans(model_path, maps)
+        if not any(s[0] < o[1] and o[0] < s[1] for o in old)
+    ]  # overlapping an older mapping at all: not (only) ours, never touched
+    best: tuple[int, int] | None = None
+    for start, end, _, _ in fresh:
+        if end - start >= min_bytes and (best is None or end - start > best[1]):
+            best = (start, end - start)
+    return [best] if best else []
+
+
+def _weight_spans(model_path: Path, maps: str) -> list[tuple[int, int, str, int]]:
+    """(start, end, path, file offset) of each readable mapping of the files beside the
+    graph in `model_path`'s folder, continued mappings of one file joined."""
     folder, graph = os.path.realpath(model_path.parent), os.path.realpath(model_path)
     spans: list[tuple[int, int, str, int]] = []  # start, end, path, file offset at start
     for line in maps.splitlines():
@@ -61,11 +84,14 @@ def table_ranges(
         ):
             start, _, _, offset = spans.pop()  # the same mapping continues: extend it
         spans.append((start, end, path, offset))
-    best: tuple[int, int] | None = None
-    for start, end, _, _ in spans:
-        if end - start >= min_bytes and (best is None or end - start > best[1]):
-            best = (start, end - start)
-    return [best] if best else []
+    return spans
+
+
+def _read_maps() -> str | None:
+    try:
+        return Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
 
 
 def run_pages(length: int, page: int, budget: int) -> int:
@@ -120,24 +146,30 @@ class TablePages:
                     return  # out of mappings: what is split so far stays a valid mapping
 
     @classmethod
-    def find(
+    def open(
         cls,
-        session: object,
+        create: Callable[[], S],
         model_path: Path,
         min_bytes: int = MIN_TABLE_BYTES,
         every: int = RELEASE_TOKENS,
-    ) -> TablePages:
-        """Locate the table of `session`, just opened on `model_path` (none: a no-op), and
-        split its mapping so that one lookup maps a few pages."""
+    ) -> tuple[S, TablePages]:
+        """Open a session on `model_path` with `create()` and locate the table it mapped
+        (none: a no-op), split so that one lookup maps a few pages. The maps are read before
+        and after, so another live session of the same model is never mistaken for this
+        one: releasing its pages would not bound ours, and once it closed the addresses
+        could hold live memory. Sessions open one at a time here for the same reason."""
         if not sys.platform.startswith("linux") or os.environ.get("EMBGEMMA_KEEP_TABLE_PAGES"):
-            return cls(session, [], every)
-        try:
-            maps = Path("/proc/self/maps").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return cls(session, [], every)
-        pages = cls(session, table_ranges(Path(model_path), maps, min_bytes), every)
+            session = create()
+            return session, cls(session, [], every)
+        with _OPENING:
+            before = _read_maps()
+            session = create()
+            maps = _read_maps()
+        if before is None or maps is None:
+            return session, cls(session, [], every)
+        pages = cls(session, table_ranges(Path(model_path), maps, min_bytes, before), every)
         pages.split(map_budget(maps))
-        return pages
+        return session, pages
 
     def release(self, session: object, tokens: int) -> None:
         """Count `tokens` looked up by a run of `session`; once `every` have been, drop the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.pages import TablePages, run_pages, table_ranges
+from embgemma_plugins.session import create_session
 
 MB = 1 << 20
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
@@ -63,13 +65,31 @@ def test_the_largest_readable_mapping_of_the_models_folder_is_the_table(tmp_path
     )
     assert table_ranges(graph, maps, min_bytes=16 * MB) == [(0x2000000, 64 * MB)]
     assert table_ranges(graph, maps, min_bytes=65 * MB) == []
+    # mapped before this session opened: another live session's copy, never this one's
+    ours = line(0x1E000000, 32 * MB, "rw-p", data)
+    assert table_ranges(graph, maps + "\n" + ours, 16 * MB, before=maps) == [(0x1E000000, 32 * MB)]
+    assert table_ranges(graph, maps, 16 * MB, before=maps) == []
+    # a new mapping joined onto an old one is not only ours: left alone
+    joined = (
+        line(0x1000000 - MB, MB, "r--p", data, 0) + "\n" + line(0x1000000, 4 * MB, "r--p", data, MB)
+    )
+    assert table_ranges(graph, joined, 1, before=line(0x1000000, 4 * MB, "r--p", data, MB)) == []
+
+
+def tiny_table(m: EmbeddingGemma) -> tuple[int, int]:
+    """A new session for `m` and the (address, length) of its tiny table (found by size)."""
+    m.session, found = TablePages.open(
+        lambda: create_session(m.files.onnx), m.files.onnx, min_bytes=1
+    )
+    ((address, length),) = found.ranges
+    return address, length
 
 
 @linux_only
 def test_release_drops_the_pages_and_keeps_the_vectors(tiny_model: Path) -> None:
     m = EmbeddingGemma(tiny_model)
-    m.table_pages = TablePages.find(m.session, m.files.onnx, min_bytes=1)  # the tiny table
-    ((address, length),) = m.table_pages.ranges
+    address, length = tiny_table(m)
+    ranges = [(address, length)]
     texts = ["the quick brown fox", "Привет, мир! 東京は日本の首都です。", "def f(): return 1"]
 
     def resident() -> int:
@@ -78,18 +98,36 @@ def test_release_drops_the_pages_and_keeps_the_vectors(tiny_model: Path) -> None
     m.table_pages = TablePages(m.session, [])  # keep the pages: they are resident after a run
     before = m.embed_documents(texts)
     assert resident() > 0
-    m.table_pages = TablePages.find(m.session, m.files.onnx, min_bytes=1)
+    m.table_pages = TablePages(m.session, ranges)
     m.embed_documents(texts)  # a few dozen tokens: under the default 2048, pages kept
     assert resident() > 0
-    m.table_pages = TablePages.find(m.session, m.files.onnx, min_bytes=1, every=1)
+    m.table_pages = TablePages(m.session, ranges, every=1)
     after = m.embed_documents(texts)  # released after the batch
     assert resident() == 0
     np.testing.assert_array_equal(before, after)  # the rows come back from the file
     np.testing.assert_array_equal(after, m.embed_documents(texts))
     # ranges found for another session object are not released for this one
-    m.table_pages = TablePages(object(), [(address, length)], every=1)
+    m.table_pages = TablePages(object(), ranges, every=1)
     m.embed_documents(texts)
     assert resident() > 0
+
+
+@linux_only
+def test_another_live_session_of_the_model_is_never_taken_for_this_one(tiny_model: Path) -> None:
+    """Each session maps its own copy of the table; a gap left by a closed one is where the
+    next one maps, above a live one's copy, and the live copy must not be mistaken for it."""
+    first, live, m = (EmbeddingGemma(tiny_model) for _ in range(3))
+    tiny_table(first)
+    live_table = tiny_table(live)
+    del first
+    gc.collect()
+    address, length = tiny_table(m)  # opened where `first` was: the live copy lies below
+    assert (address, length) != live_table
+    m.table_pages = TablePages(m.session, [(address, length)], every=1)
+    live.embed_documents(["the quick brown fox"])
+    live_kb = resident_kb(*live_table)
+    m.embed_documents(["the quick brown fox"])
+    assert resident_kb(address, length) == 0 and resident_kb(*live_table) == live_kb > 0
 
 
 @linux_only
