@@ -1,12 +1,14 @@
 """One weight MatMul under each int8 kernel the recipes can choose, timed and checked.
 
 docs/variants.md picks int8's kernel from this table: the fp32 MatMul, one activation scale
-per tensor (DynamicQuantizeMatMul), one per token row (the rowwise kernel) and MatMulNBits'
-int8 path, on inputs with one outlier channel (30x) and one outlier token (20x), as
-EmbeddingGemma's activations have. Each graph is built by the project's own kernel code::
+per tensor (DynamicQuantizeMatMul), one per token row (the rowwise kernel), the same plus a
+GEMM of the rows' rounding remainder (rowwise2) and MatMulNBits' int8 path, on inputs with
+one outlier channel (30x) and one outlier token (20x), as EmbeddingGemma's activations have.
+Each graph is built by the project's own kernel code::
 
     python -m embgemma_plugins.benchmarks.kernels            # 2048 x 768 @ 768 x 1152
     python -m embgemma_plugins.benchmarks.kernels --m 12     # a short query's rows
+    python -m embgemma_plugins.benchmarks.kernels --k 1152 --n 768  # down_proj's shape
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from embgemma_plugins.onnx_models.blockquant import dynamic_matmul, matmul_nbits
-from embgemma_plugins.onnx_models.rowwise import quantise_rows, rowwise_matmul
+from embgemma_plugins.onnx_models.rowwise import quantise_rows, remainder_rows, rowwise_matmul
 
 MatMul = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
 Graph = tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
@@ -30,12 +32,18 @@ Graph = tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
 
 def graphs(w: np.ndarray) -> dict[str, Graph]:
     """Kernel name -> (nodes, initializers) computing y = x @ w."""
-    q_nodes, q_inits, codes, row_max, _ = quantise_rows("x", w.shape[0])
+    q_nodes, q_inits, codes, row_max, zero = quantise_rows("x", w.shape[0])
     row_nodes, row_inits = rowwise_matmul(MatMul, w, codes, row_max)
+    r_nodes, r_inits, rest = remainder_rows("x", w.shape[0], codes, row_max, zero)
+    two_nodes, two_inits = rowwise_matmul(MatMul, w, codes, row_max, rest)
     found = {
         "fp32 MatMul": ([MatMul], [numpy_helper.from_array(w, "w")]),
         "DynamicQuantizeMatMul (one scale per tensor)": _one(dynamic_matmul(MatMul, w)),
         "rowwise: per-row codes + MatMulIntegerToFloat": (q_nodes + row_nodes, q_inits + row_inits),
+        "rowwise2: + the rounding remainder's GEMM": (
+            q_nodes + r_nodes + two_nodes,
+            q_inits + r_inits + two_inits,
+        ),
     }
     for block in (32, 64, 128):
         found[f"MatMulNBits 8-bit, block {block}"] = _one(

@@ -29,13 +29,13 @@ from .heads import flat_heads
 from .optimize import LEVELS, ort_optimize
 from .rotary import rotary
 from .rowsteps import row_steps
-from .rowwise import quantise_rows, rowwise_matmul
+from .rowwise import quantise_rows, remainder_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
 from .window import banded_attention
 
 RECIPES = Path(__file__).with_name("recipes.toml")
-KERNELS = ("nbits", "dynamic", "rowwise", "fp32")
+KERNELS = ("nbits", "dynamic", "rowwise", "rowwise2", "fp32")
 EARLY_FUSIONS: dict[str, Callable[[onnx.ModelProto, Recipe], int]] = {  # on the float graph
     "fast_gelu": lambda model, _recipe: fusions.fast_gelu(model),
     "merge_matmuls": lambda model, recipe: fusions.merge_matmuls(model, recipe.rule_for),
@@ -61,7 +61,9 @@ class MatMulRule:
     kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
     tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "rowwise": the same
     GEMM with one activation scale per token row (onnx_models/rowwise.py); int8 per-column
-    weights (bits, block_size and the rounding keys do not apply). kernel "fp32": unchanged.
+    weights (bits, block_size and the rounding keys do not apply). kernel "rowwise2": rowwise
+    plus a second GEMM of the row codes' rounding remainder (about 15-bit activations, for
+    inputs with channel outliers). kernel "fp32": unchanged.
     scale_search > 0: try that many clipped ranges per block, keep the one with the least error
     weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
     error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
@@ -196,6 +198,7 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
     rows: dict[str, tuple[str, str]] = {}  # input tensor -> its row codes and row steps
+    remainders: dict[str, str] = {}  # input tensor -> its row remainder's codes
     zero: str | None = None  # the row-shaped zero points, shared by every quantised input
     for node in model.graph.node:
         new, extra = node, list[onnx.TensorProto]()
@@ -212,15 +215,24 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                 new, extra = _nbits(node, w, rule, stats)
             elif rule.kernel == "dynamic":
                 new, extra = dynamic_matmul(node, w)
-            else:  # rowwise
-                if node.input[0] not in rows:  # the first MatMul of a shared input quantises it
-                    q_nodes, q_inits, codes, step, zero = quantise_rows(
-                        node.input[0], w.shape[0], zero
-                    )
-                    rows[node.input[0]] = (codes, step)
+            else:  # rowwise, rowwise2
+                x = node.input[0]
+                if x not in rows:  # the first MatMul of a shared input quantises it
+                    q_nodes, q_inits, codes, step, zero = quantise_rows(x, w.shape[0], zero)
+                    rows[x] = (codes, step)
                     nodes.extend(q_nodes)
                     model.graph.initializer.extend(q_inits)
-                mm_nodes, extra = rowwise_matmul(node, w, *rows[node.input[0]])
+                rest = None
+                if rule.kernel == "rowwise2":
+                    assert zero is not None  # made with the first row codes
+                    if x not in remainders:
+                        r_nodes, r_inits, remainders[x] = remainder_rows(
+                            x, w.shape[0], *rows[x], zero
+                        )
+                        nodes.extend(r_nodes)
+                        model.graph.initializer.extend(r_inits)
+                    rest = remainders[x]
+                mm_nodes, extra = rowwise_matmul(node, w, *rows[x], rest)
                 nodes.extend(mm_nodes[:-1])
                 new = mm_nodes[-1]
         elif (

@@ -46,10 +46,13 @@ def test_every_layer_is_rewritten_and_vectors_are_kept(
     ids = tokenize(["hi", *TEXTS])  # right padding, rows of very different lengths
     fused, plain = embed(fused_path, ids), embed(plain_path, ids)
     assert np.isfinite(fused).all()
+    # int8: a float difference at rounding level can tip an activation code over a tie, a
+    # step of max|x| / 127 in one row: the cosine is the measure, the elements nearly so
+    atol = 1e-5 if variant == "fp32" else 3e-4
     assert cosines(fused, plain).min() >= 0.99999
-    assert np.abs(fused - plain).max() < 1e-5
+    assert np.abs(fused - plain).max() < atol
     alone = np.concatenate([embed(fused_path, [row]) for row in ids])
-    assert np.abs(alone - fused).max() < 1e-5
+    assert np.abs(alone - fused).max() < atol
 
 
 def _layer(with_norm: bool, out_shape: list[int]) -> onnx.ModelProto:

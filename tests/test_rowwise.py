@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper
 
 from embgemma_plugins.onnx_models.blockquant import dynamic_matmul, int8_columns
-from embgemma_plugins.onnx_models.rowwise import quantise_rows, rowwise_matmul
+from embgemma_plugins.onnx_models.rowwise import quantise_rows, remainder_rows, rowwise_matmul
 
 K, N = 96, 40
 
@@ -29,10 +30,14 @@ def run(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], x: np.ndarra
     return np.asarray(y)
 
 
-def rowwise(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    q_nodes, q_inits, codes, row_max, _ = quantise_rows("x", w.shape[0])
+def rowwise(w: np.ndarray, x: np.ndarray, remainder: bool = False) -> np.ndarray:
+    q_nodes, q_inits, codes, row_max, zero = quantise_rows("x", w.shape[0])
+    rest = None
+    if remainder:
+        r_nodes, r_inits, rest = remainder_rows("x", w.shape[0], codes, row_max, zero)
+        q_nodes, q_inits = q_nodes + r_nodes, q_inits + r_inits
     mm, inits = rowwise_matmul(
-        helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), w, codes, row_max
+        helper.make_node("MatMul", ["x", "w"], ["y"], name="mm"), w, codes, row_max, rest
     )
     return run(q_nodes + mm, q_inits + inits, x)
 
@@ -66,9 +71,27 @@ def test_each_row_keeps_its_own_scale() -> None:
     assert per_tensor[ordinary].mean() > 10 * per_row[ordinary].mean()
 
 
-def test_a_row_of_zeros_gives_zeros() -> None:
+@pytest.mark.parametrize("remainder", [False, True])
+def test_a_row_of_zeros_gives_zeros(remainder: bool) -> None:
     w = np.random.default_rng(2).standard_normal((K, N)).astype(np.float32)
     x = np.zeros((1, 3, K), np.float32)
     x[0, 1] = 1.0
-    y = rowwise(w, x)
+    y = rowwise(w, x, remainder)
     assert np.isfinite(y).all() and not y[0, 0].any() and not y[0, 2].any()
+
+
+def test_the_remainder_pass_leaves_only_the_weights_rounding() -> None:
+    """A channel 30x the others (as down_proj's inputs have) takes most of a row's 8-bit
+    range; the remainder's codes restore the other channels, so the result is as close to
+    x @ W as exact activations times the int8 weights are."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((K, N)).astype(np.float32)
+    x = rng.standard_normal((2, 7, K)).astype(np.float32)
+    x[..., 5] *= 30.0
+    ref = x @ w
+    q, scale = int8_columns(w)
+    weights_only = row_errors(x @ (q * scale), ref)
+    one_pass = row_errors(rowwise(w, x), ref)
+    two_pass = row_errors(rowwise(w, x, remainder=True), ref)
+    assert two_pass.max() < 1.02 * weights_only.max() + 1e-4
+    assert one_pass.mean() > 2 * two_pass.mean()
