@@ -158,13 +158,12 @@ class TablePages:
         and after, so another live session of the same model is never mistaken for this
         one: releasing its pages would not bound ours, and once it closed the addresses
         could hold live memory. Sessions open one at a time here for the same reason."""
-        if not sys.platform.startswith("linux") or os.environ.get("EMBGEMMA_KEEP_TABLE_PAGES"):
-            session = create()
-            return session, cls(session, [], every)
+        kept = os.environ.get("EMBGEMMA_KEEP_TABLE_PAGES")
+        wanted = sys.platform.startswith("linux") and not kept
         with _OPENING:
-            before = _read_maps()
+            before = _read_maps() if wanted else None
             session = create()
-            maps = _read_maps()
+            maps = _read_maps() if before is not None else None
         if before is None or maps is None:
             return session, cls(session, [], every)
         pages = cls(session, table_ranges(Path(model_path), maps, min_bytes, before), every)

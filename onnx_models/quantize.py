@@ -197,7 +197,7 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     inits = G.initializers(model)
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
-    rows: dict[str, tuple[str, str]] = {}  # input tensor -> its row codes and row steps
+    rows: dict[str, tuple[str, str, str]] = {}  # input -> its row codes, steps, zero points
     remainders: dict[str, str] = {}  # input tensor -> its row remainder's codes
     zero: str | None = None  # the row-shaped zero points, shared by every quantised input
     for node in model.graph.node:
@@ -219,20 +219,15 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                 x = node.input[0]
                 if x not in rows:  # the first MatMul of a shared input quantises it
                     q_nodes, q_inits, codes, step, zero = quantise_rows(x, w.shape[0], zero)
-                    rows[x] = (codes, step)
+                    rows[x] = (codes, step, zero)
                     nodes.extend(q_nodes)
                     model.graph.initializer.extend(q_inits)
-                rest = None
-                if rule.kernel == "rowwise2":
-                    assert zero is not None  # made with the first row codes
-                    if x not in remainders:
-                        r_nodes, r_inits, remainders[x] = remainder_rows(
-                            x, w.shape[0], *rows[x], zero
-                        )
-                        nodes.extend(r_nodes)
-                        model.graph.initializer.extend(r_inits)
-                    rest = remainders[x]
-                mm_nodes, extra = rowwise_matmul(node, w, *rows[x], rest)
+                if rule.kernel == "rowwise2" and x not in remainders:
+                    r_nodes, r_inits, remainders[x] = remainder_rows(x, w.shape[0], *rows[x])
+                    nodes.extend(r_nodes)
+                    model.graph.initializer.extend(r_inits)
+                rest = remainders[x] if rule.kernel == "rowwise2" else None
+                mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest)
                 nodes.extend(mm_nodes[:-1])
                 new = mm_nodes[-1]
         elif (
