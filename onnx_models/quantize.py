@@ -222,11 +222,13 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                     rows[x] = (codes, step, zero)
                     nodes.extend(q_nodes)
                     model.graph.initializer.extend(q_inits)
-                if rule.kernel == "rowwise2" and x not in remainders:
-                    r_nodes, r_inits, remainders[x] = remainder_rows(x, w.shape[0], *rows[x])
-                    nodes.extend(r_nodes)
-                    model.graph.initializer.extend(r_inits)
-                rest = remainders[x] if rule.kernel == "rowwise2" else None
+                rest = None
+                if rule.kernel == "rowwise2":  # the remainder's codes, shared like the rows'
+                    if x not in remainders:
+                        r_nodes, r_inits, remainders[x] = remainder_rows(x, w.shape[0], *rows[x])
+                        nodes.extend(r_nodes)
+                        model.graph.initializer.extend(r_inits)
+                    rest = remainders[x]
                 mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest)
                 nodes.extend(mm_nodes[:-1])
                 new = mm_nodes[-1]

@@ -82,17 +82,16 @@ def quantise_rows(
                 value=numpy_helper.from_array(np.array([128], np.uint8)),
             ),
         ]
-    nodes.append(
-        helper.make_node(
-            "QuantizeLinear",
-            [x, step, zero],
-            [codes],
-            name=base + "/Quantize",
-            axis=-1,
-            block_size=width,
-        )
-    )
+    nodes.append(_quantise(x, step, zero, codes, base + "/Quantize", width))
     return nodes, inits, codes, step, zero
+
+
+def _quantise(x: str, step: str, zero: str, codes: str, name: str, width: int) -> onnx.NodeProto:
+    """Block-wise QuantizeLinear with one block per row: round(x / step) + zero, the
+    division done as it rounds (no float copy of x / step is written)."""
+    return helper.make_node(
+        "QuantizeLinear", [x, step, zero], [codes], name=name, axis=-1, block_size=width
+    )
 
 
 def remainder_rows(
@@ -119,10 +118,7 @@ def remainder_rows(
         ),
         helper.make_node("Sub", [x, base + "_rounded"], [base + "_rest"], name=base + "/Rest"),
         helper.make_node("Mul", [step, base + "_fine"], [base + "_step"], name=base + "/Step"),
-        helper.make_node(
-            "QuantizeLinear", [base + "_rest", base + "_step", zero], [rest],
-            name=base + "/Quantize", axis=-1, block_size=width,
-        ),
+        _quantise(base + "_rest", base + "_step", zero, rest, base + "/Quantize", width),
     ]
     return nodes, inits, rest
 
