@@ -23,10 +23,19 @@ from onnx import numpy_helper
 from . import fusions
 from . import graph as G
 from .attention import attention
-from .blockquant import dynamic_matmul, gather_block_quantized, matmul_nbits, nbits_error
+from .blockquant import (
+    Quantised,
+    blocks_along_k,
+    dynamic_matmul,
+    gather_block_quantized,
+    matmul_nbits,
+    nbits_error,
+    quantize_blocks,
+)
 from .gptq import gptq_blocks
 from .heads import flat_heads
 from .optimize import LEVELS, ort_optimize
+from .packed import Packed4, unpack_weights
 from .rotary import rotary
 from .rowsteps import row_steps
 from .rowwise import quantise_rows, remainder_rows, rowwise_matmul
@@ -35,7 +44,8 @@ from .smoothing import Stats, activation_stats, smooth
 from .window import banded_attention
 
 RECIPES = Path(__file__).with_name("recipes.toml")
-KERNELS = ("nbits", "dynamic", "rowwise", "rowwise2", "fp32")
+ROWWISE = ("rowwise", "rowwise2")
+KERNELS = ("nbits", "dynamic", *ROWWISE, "fp32")
 EARLY_FUSIONS: dict[str, Callable[[onnx.ModelProto, Recipe], int]] = {  # on the float graph
     "fast_gelu": lambda model, _recipe: fusions.fast_gelu(model),
     "merge_matmuls": lambda model, recipe: fusions.merge_matmuls(model, recipe.rule_for),
@@ -61,9 +71,10 @@ class MatMulRule:
     kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
     tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "rowwise": the same
     GEMM with one activation scale per token row (onnx_models/rowwise.py); int8 per-column
-    weights (bits, block_size and the rounding keys do not apply). kernel "rowwise2": rowwise
-    plus a second GEMM of the row codes' rounding remainder (about 15-bit activations, for
-    inputs with channel outliers). kernel "fp32": unchanged.
+    weights, or with bits 4, weights rounded to 4-bit blocks like "nbits" and stored so
+    (onnx_models/packed.py), widened to int8 columns when the model loads. kernel
+    "rowwise2": rowwise plus a second GEMM of the row codes' rounding remainder (about 15-bit
+    activations, for inputs with channel outliers). kernel "fp32": unchanged.
     scale_search > 0: try that many clipped ranges per block, keep the one with the least error
     weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
     error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
@@ -77,6 +88,11 @@ class MatMulRule:
     scale_search: int = 0
     gptq: bool = False
     act_order: bool = False
+
+    @property
+    def blockwise(self) -> bool:
+        """Weights rounded in blocks along the input axis (the rounding keys apply)."""
+        return self.kernel == "nbits" or (self.kernel in ROWWISE and self.bits == 4)
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,11 @@ class Recipe:
 
     def __post_init__(self) -> None:
         problems = [f"unknown kernel {r.kernel!r}" for r in self.rules() if r.kernel not in KERNELS]
+        problems += [
+            f"kernel {r.kernel} takes bits 8 or 4, not {r.bits}"
+            for r in self.rules()
+            if r.kernel in ROWWISE and r.bits not in (4, 8)
+        ]
         if self.optimization not in LEVELS:
             problems.append(f"optimization must be one of {LEVELS}")
         problems += [
@@ -126,11 +147,11 @@ class Recipe:
 
     def calibrated(self) -> bool:
         return bool(self.smoothing) or any(
-            r.kernel == "nbits" and (r.scale_search or r.gptq) for r in self.rules()
+            r.blockwise and (r.scale_search or r.gptq) for r in self.rules()
         )
 
     def needs_hessians(self) -> bool:
-        return any(r.kernel == "nbits" and r.gptq for r in self.rules())
+        return any(r.blockwise and r.gptq for r in self.rules())
 
     def rule_for(self, node_name: str) -> MatMulRule | None:
         """The rule for a weight MatMul (None: not a target, stays fp32)."""
@@ -184,16 +205,23 @@ def _weight_error(recipe: Recipe) -> Callable[[onnx.NodeProto, np.ndarray, np.nd
 
     def error(node: onnx.NodeProto, w: np.ndarray, importance: np.ndarray) -> float:
         rule = recipe.rule_for(node.name)
-        if rule is None or rule.kernel != "nbits":
+        if rule is None or not rule.blockwise:
             return 0.0
         return nbits_error(w, rule.bits, rule.block_size, rule.symmetric, importance)
 
     return error
 
 
-def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None = None) -> int:
+def quantise_weights(
+    model: onnx.ModelProto,
+    recipe: Recipe,
+    stats: Stats | None = None,
+    packs: dict[str, tuple[Packed4, str]] | None = None,
+) -> int:
     """Replace the weight MatMuls (by the recipe's rules) and the embedding Gather, in place.
-    Returns the number of nodes replaced."""
+    Returns the number of nodes replaced. Weights a rule rounds to 4-bit codes for the per-row
+    GEMM are written as int8 columns (the same values) and, if `packs` is given, recorded there
+    (int8 initializer -> codes, column scales) for `unpack_weights` to store as 4-bit."""
     inits = G.initializers(model)
     graph_inputs = {i.name for i in model.graph.input}
     nodes, replaced = [], 0
@@ -229,7 +257,13 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
                         nodes.extend(r_nodes)
                         model.graph.initializer.extend(r_inits)
                     rest = remainders[x]
-                mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest)
+                columns = None
+                if rule.blockwise:  # 4-bit codes, widened to the GEMM's int8 columns
+                    pack = Packed4.of(_block_codes(node, w, rule, stats), w.shape[0])
+                    columns = pack.int8_columns()
+                mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest, columns)
+                if columns is not None and packs is not None:  # extra: weights, scales, ...
+                    packs[extra[0].name] = (pack, extra[1].name)
                 nodes.extend(mm_nodes[:-1])
                 new = mm_nodes[-1]
         elif (
@@ -262,17 +296,15 @@ def quantise_weights(model: onnx.ModelProto, recipe: Recipe, stats: Stats | None
     return replaced
 
 
-def _nbits(
+def _block_codes(
     node: onnx.NodeProto, w: np.ndarray, rule: MatMulRule, stats: Stats | None
-) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
-    """MatMulNBits for one weight MatMul by `rule` (calibrated rules read `stats`)."""
+) -> Quantised:
+    """`rule`'s block-wise codes of one weight MatMul (calibrated rules read `stats`)."""
     seen = stats[node.input[0]] if stats else None
-    importance = seen.mean_sq if seen is not None and rule.scale_search else None
-    codes = None
     if rule.gptq:
         if seen is None or seen.hessian is None:
             raise ValueError(f"GPTQ on {node.name} needs calibration Hessians")
-        codes = gptq_blocks(
+        return gptq_blocks(
             w,
             seen.hessian,
             rule.bits,
@@ -281,16 +313,20 @@ def _nbits(
             rule.scale_search,
             act_order=rule.act_order,
         )
+    importance = None
+    if seen is not None and rule.scale_search:
+        importance = blocks_along_k(seen.mean_sq[:, None].astype(np.float32), rule.block_size)
+    blocks = blocks_along_k(w, rule.block_size)
+    return quantize_blocks(blocks, rule.bits, rule.symmetric, rule.scale_search, importance)
+
+
+def _nbits(
+    node: onnx.NodeProto, w: np.ndarray, rule: MatMulRule, stats: Stats | None
+) -> tuple[onnx.NodeProto, list[onnx.TensorProto]]:
+    """MatMulNBits for one weight MatMul by `rule` (calibrated rules read `stats`)."""
+    codes = _block_codes(node, w, rule, stats)
     return matmul_nbits(
-        node,
-        w,
-        rule.bits,
-        rule.block_size,
-        rule.symmetric,
-        rule.accuracy_level,
-        rule.scale_search,
-        importance,
-        codes,
+        node, w, rule.bits, rule.block_size, rule.symmetric, rule.accuracy_level, codes=codes
     )
 
 
@@ -353,9 +389,11 @@ def build_variant(
     for name in recipe.fusions:  # after calibration: a merged MatMul reads the same input
         if name in EARLY_FUSIONS:
             EARLY_FUSIONS[name](model, recipe)
-    quantise_weights(model, recipe, stats)
+    packs: dict[str, tuple[Packed4, str]] = {}
+    quantise_weights(model, recipe, stats, packs)
     model = ort_optimize(model, recipe.optimization)
     for name, fuse in LATE_FUSIONS.items():
         if name in recipe.fusions:
             fuse(model)
+    unpack_weights(model, packs)  # last: the optimiser would fold the 4-bit codes back to int8
     G.save(model, Path(out_model))

@@ -124,12 +124,19 @@ def remainder_rows(
 
 
 def rowwise_matmul(
-    node: onnx.NodeProto, w: np.ndarray, codes: str, scale: str, remainder: str | None = None
+    node: onnx.NodeProto,
+    w: np.ndarray,
+    codes: str,
+    scale: str,
+    remainder: str | None = None,
+    columns: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
     """Replace MatMul(x, w) given x's row codes and row steps (from `quantise_rows`):
     MatMulIntegerToFloat, then times the row steps. With `remainder` (the codes from
-    `remainder_rows`), a second GEMM of the same weights adds their share, at 1/REMAINDER."""
-    q, w_scale = int8_columns(w)
+    `remainder_rows`), a second GEMM of the same weights adds their share, at 1/REMAINDER.
+    `columns`: int8 weights and column scales to use (default: `int8_columns(w)`). The first
+    two initializers returned are the int8 weights and their column scales."""
+    q, w_scale = int8_columns(w) if columns is None else columns
     base = _name(node.name) or node.output[0]
     inits = [
         numpy_helper.from_array(q, base + "_qweight"),

@@ -115,12 +115,14 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
         assert counts["Attention"] == 2 and counts["If"] == 2 and counts["Softmax"] == 0
     for counts in (int8, int4):
         assert counts["GatherBlockQuantized"] == 1
-    assert int4["MatMulNBits"] == 4 * 4 and int4["Split"] == 4 * 2  # merged like int8's
     # int8: per-row int8 GEMMs on q/k/v/o/gate/up, q/k/v merged into one (then split), gate/up
     # into another, down_proj with its rows' remainder (rowwise2): five GEMMs, five row
     # quantisations (down_proj's input twice) and two Splits per layer
     assert int8["MatMulIntegerToFloat"] == 4 * 5 and int8["MatMulNBits"] == 0
     assert int8["QuantizeLinear"] == 4 * 5 and int8["Split"] == 4 * 2
+    # int4: the same GEMMs; layers 2 and 3's three 4-bit weights each rebuilt by a QuantizeLinear
+    assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 0
+    assert int4["QuantizeLinear"] == 4 * 5 + 2 * 3 and int4["Split"] == 4 * 2
     size = {
         v: built[v].stat().st_size + built[v].with_name("model.onnx.data").stat().st_size
         for v in built

@@ -1,0 +1,114 @@
+"""Open variants whose GEMM weights are stored as 4-bit codes but run as int8.
+
+The int4 variant keeps its weights as 4-bit blocks (half the size of int8 on disk) and runs
+them on the per-row int8 GEMM (MatMulIntegerToFloat, VNNI/AMX), which is several times faster
+than ONNX Runtime's 4-bit kernels (docs/variants.md). Its graph rebuilds each int8 weight
+from the codes in a small constant subgraph (`onnx_models/packed.py`), so the file is
+self-contained: any ONNX Runtime folds those subgraphs when it loads the model. But constant
+folding keeps every intermediate tensor of the pass until it ends: about 29 bytes per weight,
+2.9 GB for EmbeddingGemma's 101 M GEMM weights, and 8 s (measured). So this runtime does the
+same arithmetic in numpy, one weight at a time, hands ONNX Runtime the finished int8 tensors
+(`add_external_initializers`: used in place, no copy) and drops the subgraphs from the graph
+it loads: 0.7 s and about the int8 weights' own size (measured on the same graph).
+
+`int8_columns` is the one definition of that arithmetic; the export's numpy reference and
+the variant's fidelity figures are computed with it too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PACKED_KEY = "embgemma.packed4"  # model metadata: JSON list of the int8 weights built at load
+LEVELS = np.float32(127.0)
+
+
+def unpack4(packed: np.ndarray) -> np.ndarray:
+    """Two 4-bit codes per byte, low nibble first, along the last axis -> uint8 codes 0..15."""
+    pairs = np.stack([packed & 15, packed >> 4], axis=-1)
+    return pairs.reshape(*packed.shape[:-1], -1)
+
+
+def int8_columns(
+    packed: np.ndarray,
+    zero: np.ndarray,
+    scale: np.ndarray,
+    k: int,
+    column_scale: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 per-column weights [K, N] (C order) and float32 column scales [N] of the
+    4-bit weights w[K, N] whose codes are `packed` [N, blocks, block / 2], zero points `zero`
+    and scales `scale` [N, blocks] (or [N, blocks, 1]): w = (code - zero) * scale, in float32
+    as the graph computes it. `column_scale` (default max |w| / 127) is the GEMM's."""
+    n = packed.shape[0]
+    zero = zero.reshape(n, -1, 1).astype(np.float32)
+    levels = unpack4(packed).astype(np.float32)
+    w = ((levels - zero) * scale.reshape(n, -1, 1).astype(np.float32)).reshape(n, -1)[:, :k]
+    if column_scale is None:
+        column_scale = (np.abs(w).max(1) / LEVELS).astype(np.float32)
+        column_scale[column_scale == 0] = 1.0
+    q = np.clip(np.round(w / column_scale[:, None]), -127, 127).astype(np.int8)
+    return np.ascontiguousarray(q.T), column_scale
+
+
+def is_packed(model_path: Path, chunk: int = 1 << 22) -> bool:
+    """Whether the graph file names weights to build at load: a byte search in bounded
+    memory (a graph with its weights inline may be gigabytes), no protobuf parsing."""
+    key, tail = PACKED_KEY.encode(), b""
+    with open(model_path, "rb") as f:
+        while block := f.read(chunk):
+            if key in tail + block:
+                return True
+            tail = block[-len(key) :]
+    return False
+
+
+def load_packed(model_path: Path, opts: Any) -> tuple[bytes, list[Any]]:
+    """The graph of `model_path` with its 4-bit unpack subgraphs removed, as bytes for an
+    InferenceSession, and the int8 weights they computed, registered on the session options
+    `opts` (the returned OrtValues must outlive the session: keep them with it)."""
+    import onnx  # here, not at module level: only packed variants need to parse their graph
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model_path = Path(model_path)
+    model = onnx.load(str(model_path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    inits = {t.name: t for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    folder = str(model_path.parent)
+
+    def array(name: str) -> np.ndarray:  # read from a copy: the graph's tensor stays external
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(inits[name])
+        return numpy_helper.to_array(tensor, base_dir=folder)
+
+    names: list[str] = []
+    values: list[Any] = []
+    drop: set[str] = set()
+    for name in json.loads(meta[PACKED_KEY]):
+        quantize, base = producer[name], name + "_q4"
+        codes, zero, scale = (array(base + part) for part in ("", "_zero", "_scale"))
+        k = int(array(base + "_k")[0])
+        q, _ = int8_columns(codes, zero, scale, k, array(quantize.input[1]))
+        drop.update(n.name for n in model.graph.node if n.name.startswith(base + "/"))
+        placeholder = onnx.TensorProto(name=name, data_type=onnx.TensorProto.INT8, dims=q.shape)
+        placeholder.data_location = onnx.TensorProto.EXTERNAL  # never read: overridden below
+        placeholder.external_data.add(key="location", value=f"{name}.built-at-load")
+        model.graph.initializer.append(placeholder)
+        names.append(name)
+        values.append(ort.OrtValue.ortvalue_from_numpy(q))
+    kept = [n for n in model.graph.node if n.name not in drop]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    bases = tuple(name + "_q4" for name in names)  # the subgraphs' own constants go too
+    used = [t for t in model.graph.initializer if not t.name.startswith(bases)]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(used)
+    opts.add_external_initializers(names, values)
+    opts.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
+    return model.SerializeToString(), values

@@ -1,0 +1,106 @@
+"""4-bit codes on disk, int8 per-row GEMMs at run time (onnx_models/packed.py and the
+runtime's embgemma_plugins/packed.py), on the tiny model and on small random weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from embgemma_plugins.onnx_models.blockquant import blocks_along_k, quantize_blocks
+from embgemma_plugins.onnx_models.packed import Packed4, unpack_nodes, unpack_weights
+from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.packed import PACKED_KEY, is_packed
+from embgemma_plugins.session import create_session, run_batch
+from tests.test_quantize import TEXTS
+
+
+def pack_of(w: np.ndarray, block: int, symmetric: bool) -> Packed4:
+    return Packed4.of(quantize_blocks(blocks_along_k(w, block), 4, symmetric), len(w))
+
+
+@pytest.mark.parametrize("k, symmetric", [(64, False), (40, False), (64, True)])
+def test_folded_subgraph_computes_the_numpy_int8_columns(k: int, symmetric: bool) -> None:
+    """ONNX Runtime's arithmetic on the unpack subgraph (here run, not folded) gives exactly
+    the int8 weights the runtime builds in numpy, padding of the last block (K=40) included."""
+    w = np.random.default_rng(k).standard_normal((k, 24)).astype(np.float32)
+    w[:, 3] = 0.0  # an all-zero column keeps scale 1
+    pack = pack_of(w, 16, symmetric)
+    q, scale = pack.int8_columns()
+    assert q.dtype == np.int8 and q.shape == (k, 24) and q.flags.c_contiguous
+    assert np.abs(q.astype(np.float32) * scale - w).max() < 0.2 * np.abs(w).max()
+    assert scale[3] == 1.0 and not q[:, 3].any()
+    nodes, inits = unpack_nodes("w8", pack, "columns")
+    inits.append(numpy_helper.from_array(scale, "columns"))
+    graph = helper.make_graph(
+        nodes, "unpack", [], [helper.make_tensor_value_info("w8", TensorProto.INT8, None)], inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    (got,) = ort.InferenceSession(model.SerializeToString(), opts).run(None, {})
+    np.testing.assert_array_equal(got, q)
+
+
+def test_unpack_weights_refuses_a_weight_the_optimiser_changed() -> None:
+    pack = pack_of(np.ones((32, 8), np.float32), 32, False)
+    graph = helper.make_graph([], "g", [], [], [numpy_helper.from_array(np.zeros(8), "s")])
+    with pytest.raises(ValueError, match="w8 is no longer"):
+        unpack_weights(helper.make_model(graph), {"w8": (pack, "s")})
+
+
+@pytest.fixture(scope="module")
+def packed_int4(tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    path = tmp_path_factory.mktemp("packed") / "model.onnx"
+    build_variant(tiny_optimum, path, load_recipes()["int4"], TEXTS * 4, tokenize)
+    return path
+
+
+def test_int4_file_holds_4_bit_codes_not_int8_weights(packed_int4: Path) -> None:
+    model = onnx.load(str(packed_int4), load_external_data=False)
+    inits = {t.name: t for t in model.graph.initializer}
+    names = [p.value for p in model.metadata_props if p.key == PACKED_KEY]
+    assert names and is_packed(packed_int4)
+    built = json.loads(names[0])
+    assert len(built) == 2 * 3  # tiny layers 2, 3: q/k/v merged, o, gate/up merged
+    for name in built:
+        assert name not in inits  # computed from the codes, not stored
+        codes = inits[name + "_q4"]
+        assert codes.data_type == TensorProto.UINT8
+        gemm = next(n for n in model.graph.node if n.input[1:2] == [name])
+        assert gemm.op_type == "MatMulIntegerToFloat"
+    gemm_weights = [n.input[1] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    assert len(gemm_weights) == 4 * 5
+    assert not any(n.op_type == "MatMulNBits" for n in model.graph.node)
+    assert not is_packed(packed_int4.with_name("model.onnx.data"))
+
+
+def feeds(tokenize) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    ids = tokenize(TEXTS)
+    width = max(map(len, ids))
+    input_ids = np.array([s + [0] * (width - len(s)) for s in ids], np.int64)
+    return input_ids, (input_ids != 0).astype(np.int64)
+
+
+@pytest.mark.parametrize(
+    "level", [ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL]
+)
+def test_runtime_builds_the_weights_onnx_runtime_would_fold(
+    packed_int4: Path, tokenize, level: ort.GraphOptimizationLevel
+) -> None:  # type: ignore[no-untyped-def]
+    """The runtime's session (int8 weights built in numpy, subgraphs dropped) and a plain ONNX
+    Runtime session on the file (subgraphs folded at load, or run at every call) agree."""
+    input_ids, mask = feeds(tokenize)
+    runtime = create_session(packed_int4, "cpu", threads=1)
+    got = run_batch(runtime, input_ids, mask)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = level
+    plain = ort.InferenceSession(str(packed_int4), opts, providers=["CPUExecutionProvider"])
+    (want,) = plain.run(["sentence_embedding"], {"input_ids": input_ids, "attention_mask": mask})
+    np.testing.assert_allclose(got, want, atol=2e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
