@@ -18,6 +18,9 @@ the variant's fidelity figures are computed with it too.
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ import numpy as np
 
 PACKED_KEY = "embgemma.packed4"  # model metadata: JSON list of the int8 weights built at load
 LEVELS = np.float32(127.0)
+ALIGN = 1 << 16  # external data offsets ONNX Runtime can map (the allocation granularity)
 
 
 def unpack4(packed: np.ndarray) -> np.ndarray:
@@ -67,48 +71,68 @@ def is_packed(model_path: Path, chunk: int = 1 << 22) -> bool:
     return False
 
 
-def load_packed(model_path: Path, opts: Any) -> tuple[bytes, list[Any]]:
+@contextmanager
+def load_packed(model_path: Path, opts: Any) -> Iterator[tuple[bytes, list[Any]]]:
     """The graph of `model_path` with its 4-bit unpack subgraphs removed, as bytes for an
-    InferenceSession, and the int8 weights they computed, registered on the session options
-    `opts` (the returned OrtValues must outlive the session: keep them with it)."""
+    InferenceSession created inside this context with session options `opts`, and the int8
+    weights they computed. Those go, one weight at a time, into a scratch file beside the
+    model that ONNX Runtime reads as external data (its own memory, released once the GEMMs
+    have prepacked them) and that is deleted when the context ends. In a read-only folder
+    they are handed over as arrays instead (`add_external_initializers`, which ONNX Runtime
+    never frees: their size again in memory); then keep the returned list with the session."""
     import onnx  # here, not at module level: only packed variants need to parse their graph
     import onnxruntime as ort
     from onnx import numpy_helper
 
     model_path = Path(model_path)
     model = onnx.load(str(model_path), load_external_data=False)
-    meta = {p.key: p.value for p in model.metadata_props}
     inits = {t.name: t for t in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
-    folder = str(model_path.parent)
+    folder = model_path.parent
 
     def array(name: str) -> np.ndarray:  # read from a copy: the graph's tensor stays external
         tensor = onnx.TensorProto()
         tensor.CopyFrom(inits[name])
-        return numpy_helper.to_array(tensor, base_dir=folder)
+        return numpy_helper.to_array(tensor, base_dir=str(folder))
 
-    names: list[str] = []
-    values: list[Any] = []
-    drop: set[str] = set()
-    for name in json.loads(meta[PACKED_KEY]):
-        quantize, base = producer[name], name + "_q4"
-        codes, zero, scale = (array(base + part) for part in ("", "_zero", "_scale"))
-        k = int(array(base + "_k")[0])
-        q, _ = int8_columns(codes, zero, scale, k, array(quantize.input[1]))
-        drop.update(n.name for n in model.graph.node if n.name.startswith(base + "/"))
-        placeholder = onnx.TensorProto(name=name, data_type=onnx.TensorProto.INT8, dims=q.shape)
-        placeholder.data_location = onnx.TensorProto.EXTERNAL  # never read: overridden below
-        placeholder.external_data.add(key="location", value=f"{name}.built-at-load")
-        model.graph.initializer.append(placeholder)
-        names.append(name)
-        values.append(ort.OrtValue.ortvalue_from_numpy(q))
-    kept = [n for n in model.graph.node if n.name not in drop]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
-    bases = tuple(name + "_q4" for name in names)  # the subgraphs' own constants go too
+    names = json.loads(next(p.value for p in model.metadata_props if p.key == PACKED_KEY))
+    bases = tuple(name + "_q4" for name in names)  # every node and constant of the subgraphs
+    kept = [n for n in model.graph.node if not n.name.startswith(bases)]
     used = [t for t in model.graph.initializer if not t.name.startswith(bases)]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(used)
-    opts.add_external_initializers(names, values)
-    opts.add_session_config_entry("session.model_external_initializers_file_folder_path", folder)
-    return model.SerializeToString(), values
+    del model.graph.node[:], model.graph.initializer[:]
+    model.graph.node.extend(kept)
+    try:
+        handle, scratch = tempfile.mkstemp(prefix=".int8-weights-", dir=folder)
+    except OSError:  # read-only folder
+        handle, scratch = -1, ""
+    arrays: list[Any] = []
+    try:
+        with open(handle, "wb") if scratch else nullcontext() as out:
+            for name in names:
+                base = name + "_q4"
+                codes, zero, scale = (array(base + part) for part in ("", "_zero", "_scale"))
+                k = int(array(base + "_k")[0])
+                q, _ = int8_columns(codes, zero, scale, k, array(producer[name].input[1]))
+                tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.INT8, dims=q.shape)
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+                if out is not None:
+                    out.seek(-out.tell() % ALIGN, 1)  # offsets ONNX Runtime can map
+                    where = {"location": Path(scratch).name, "offset": out.tell()}
+                    where["length"] = q.nbytes
+                    out.write(q.tobytes())
+                else:  # never read: add_external_initializers overrides it
+                    where = {"location": name + ".built-at-load"}
+                    arrays.append(ort.OrtValue.ortvalue_from_numpy(q))
+                for key, value in where.items():
+                    tensor.external_data.add(key=key, value=str(value))
+                used.append(tensor)
+        model.graph.initializer.extend(used)
+        if arrays:
+            opts.add_external_initializers(names, arrays)
+        opts.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(folder)
+        )
+        yield model.SerializeToString(), arrays
+    finally:
+        if scratch:
+            Path(scratch).unlink(missing_ok=True)

@@ -134,12 +134,12 @@ def create_session(
     """Open ``model_path`` on the resolved providers and check the graph's outputs."""
     resolved = resolve_providers(providers, available_providers())
     opts = session_options(threads)
-    model: str | bytes = str(model_path)
-    weights: list[Any] = []
     if is_packed(Path(model_path)):  # 4-bit codes on disk, int8 weights built here
-        model, weights = load_packed(Path(model_path), opts)
-    session = ort.InferenceSession(model, sess_options=opts, providers=resolved)
-    session._embgemma_weights = weights  # ONNX Runtime reads them in place: keep them alive
+        with load_packed(Path(model_path), opts) as (graph, arrays):
+            session = ort.InferenceSession(graph, sess_options=opts, providers=resolved)
+            session._embgemma_weights = arrays  # read in place (read-only folder): keep alive
+    else:
+        session = ort.InferenceSession(str(model_path), sess_options=opts, providers=resolved)
     first = resolved[0] if isinstance(resolved[0], str) else resolved[0][0]
     if first not in session.get_providers():
         # ONNX Runtime falls back to CPU with only a log line when, e.g., CUDA

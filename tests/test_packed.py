@@ -104,3 +104,27 @@ def test_runtime_builds_the_weights_onnx_runtime_would_fold(
     (want,) = plain.run(["sentence_embedding"], {"input_ids": input_ids, "attention_mask": mask})
     np.testing.assert_allclose(got, want, atol=2e-6)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_no_scratch_file_is_left_beside_the_model(packed_int4: Path) -> None:
+    before = sorted(p.name for p in packed_int4.parent.iterdir())
+    session = create_session(packed_int4, "cpu", threads=1)
+    assert session._embgemma_weights == []  # ONNX Runtime owns the weights it read
+    assert sorted(p.name for p in packed_int4.parent.iterdir()) == before
+
+
+def test_a_read_only_folder_hands_the_weights_over_in_memory(
+    packed_int4: Path, tokenize, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Where no scratch file can be written (tests run as root, so the failure is injected),
+    the same weights reach ONNX Runtime as arrays, kept alive with the session."""
+    input_ids, mask = feeds(tokenize)
+    want = run_batch(create_session(packed_int4, "cpu", threads=1), input_ids, mask)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(packed_int4.parent))
+
+    monkeypatch.setattr("embgemma_plugins.packed.tempfile.mkstemp", refuse)
+    session = create_session(packed_int4, "cpu", threads=1)
+    assert len(session._embgemma_weights) == 2 * 3
+    np.testing.assert_array_equal(run_batch(session, input_ids, mask), want)
