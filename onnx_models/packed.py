@@ -47,14 +47,15 @@ class Packed4:
     k: int
 
     @classmethod
-    def of(cls, quantised: Quantised, k: int) -> Packed4:
-        """From `quantize_blocks` / `gptq_blocks` output (zero points None: symmetric, 8)."""
+    def of(cls, quantised: Quantised, k: int, scale_dtype: str = "float32") -> Packed4:
+        """From `quantize_blocks` / `gptq_blocks` output (zero points None: symmetric, 8);
+        scales stored as `scale_dtype` (float16 halves them; widened to float32 in the graph)."""
         codes, scale, zero = quantised
         if codes.max(initial=0) > 15 or codes.shape[-1] % 2:
             raise ValueError("Packed4 holds 4-bit codes (0..15) in blocks of even size")
         if zero is None:
             zero = np.full(scale.shape, 8, np.uint8)
-        return cls(pack4(codes), zero.astype(np.uint8), scale.astype(np.float32), k)
+        return cls(pack4(codes), zero.astype(np.uint8), scale.astype(scale_dtype), k)
 
     def int8_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The int8 per-column weights [K, N] and float32 scales [N] the GEMM gets."""
@@ -97,8 +98,9 @@ def unpack_nodes(
         node("Reshape", ["_pairs", "_blocks"], "_codes"),
         node("Cast", ["_codes"], "_levels", **float32),
         node("Cast", ["_zero"], "_zerof", **float32),
+        node("Cast", ["_scale"], "_scalef", **float32),  # a no-op if stored as float32
         node("Sub", ["_levels", "_zerof"], "_centred"),
-        node("Mul", ["_centred", "_scale"], "_wblocks"),
+        node("Mul", ["_centred", "_scalef"], "_wblocks"),
         node("Reshape", ["_wblocks", "_rows"], "_wpad"),
         node("Slice", ["_wpad", "_start", "_k", "_axis1"], "_w"),  # drop the last block's padding
         node("Transpose", ["_w"], "_wt", perm=[1, 0]),

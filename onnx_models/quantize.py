@@ -88,6 +88,7 @@ class MatMulRule:
     scale_search: int = 0
     gptq: bool = False
     act_order: bool = False
+    scale_dtype: str = "float32"  # 4-bit rowwise codes: "float16" halves the block scales
 
     @property
     def blockwise(self) -> bool:
@@ -137,6 +138,12 @@ class Recipe:
         ]
         if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
             problems.append("embedding scale_dtype must be float32 or float16")
+        problems += [
+            "scale_dtype float16 applies to 4-bit rowwise weights only"
+            for r in self.rules()
+            if r.scale_dtype != "float32"
+            and (r.scale_dtype != "float16" or not (r.blockwise and r.kernel in ROWWISE))
+        ]
         if self.calibrated() and self.calibration_samples <= 0:
             problems.append("smoothing and scale_search need calibration_samples > 0")
         if problems:
@@ -259,7 +266,8 @@ def quantise_weights(
                     rest = remainders[x]
                 columns = None
                 if rule.blockwise:  # 4-bit codes, widened to the GEMM's int8 columns
-                    pack = Packed4.of(_block_codes(node, w, rule, stats), w.shape[0])
+                    rounded = _block_codes(node, w, rule, stats)
+                    pack = Packed4.of(rounded, w.shape[0], rule.scale_dtype)
                     columns = pack.int8_columns()
                 mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest, columns)
                 if columns is not None and packs is not None:  # extra: weights, scales, ...

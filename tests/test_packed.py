@@ -20,17 +20,24 @@ from embgemma_plugins.session import create_session, run_batch
 from tests.test_quantize import TEXTS
 
 
-def pack_of(w: np.ndarray, block: int, symmetric: bool) -> Packed4:
-    return Packed4.of(quantize_blocks(blocks_along_k(w, block), 4, symmetric), len(w))
+def pack_of(w: np.ndarray, block: int, symmetric: bool, scales: str = "float32") -> Packed4:
+    return Packed4.of(quantize_blocks(blocks_along_k(w, block), 4, symmetric), len(w), scales)
 
 
-@pytest.mark.parametrize("k, symmetric", [(64, False), (40, False), (64, True)])
-def test_folded_subgraph_computes_the_numpy_int8_columns(k: int, symmetric: bool) -> None:
+@pytest.mark.parametrize(
+    "k, symmetric, scales",
+    [(64, False, "float32"), (40, False, "float32"), (64, True, "float32"), (40, False, "float16")],
+)
+def test_folded_subgraph_computes_the_numpy_int8_columns(
+    k: int, symmetric: bool, scales: str
+) -> None:
     """ONNX Runtime's arithmetic on the unpack subgraph (here run, not folded) gives exactly
-    the int8 weights the runtime builds in numpy, padding of the last block (K=40) included."""
+    the int8 weights the runtime builds in numpy, padding of the last block (K=40) and
+    float16 block scales included."""
     w = np.random.default_rng(k).standard_normal((k, 24)).astype(np.float32)
     w[:, 3] = 0.0  # an all-zero column keeps scale 1
-    pack = pack_of(w, 16, symmetric)
+    pack = pack_of(w, 16, symmetric, scales)
+    assert pack.scale.dtype == np.dtype(scales)
     q, scale = pack.int8_columns()
     assert q.dtype == np.int8 and q.shape == (k, 24) and q.flags.c_contiguous
     assert np.abs(q.astype(np.float32) * scale - w).max() < 0.2 * np.abs(w).max()
