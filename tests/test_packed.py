@@ -14,10 +14,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from embgemma_plugins.onnx_models.blockquant import blocks_along_k, quantize_blocks
 from embgemma_plugins.onnx_models.packed import Packed4, unpack_nodes, unpack_weights
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.quantize import build_variant
 from embgemma_plugins.packed import PACKED_KEY, is_packed
 from embgemma_plugins.session import create_session, run_batch
-from tests.test_quantize import TEXTS
+from tests.test_quantize import TEXTS, tiny_int4
 
 
 def pack_of(w: np.ndarray, block: int, symmetric: bool, scales: str = "float32") -> Packed4:
@@ -64,7 +64,7 @@ def test_unpack_weights_refuses_a_weight_the_optimiser_changed() -> None:
 @pytest.fixture(scope="module")
 def packed_int4(tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     path = tmp_path_factory.mktemp("packed") / "model.onnx"
-    build_variant(tiny_optimum, path, load_recipes()["int4"], TEXTS * 4, tokenize)
+    build_variant(tiny_optimum, path, tiny_int4(), TEXTS * 4, tokenize)
     return path
 
 
@@ -74,7 +74,7 @@ def test_int4_file_holds_4_bit_codes_not_int8_weights(packed_int4: Path) -> None
     names = [p.value for p in model.metadata_props if p.key == PACKED_KEY]
     assert names and is_packed(packed_int4)
     built = json.loads(names[0])
-    assert len(built) == 2 * 3  # tiny layers 2, 3: q/k/v merged, o, gate/up merged
+    assert len(built) == 2 * 3  # tiny layers 1, 2: q/k/v merged, o, gate/up merged
     for name in built:
         assert name not in inits  # computed from the codes, not stored
         codes = inits[name + "_q4"]

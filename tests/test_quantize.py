@@ -58,6 +58,20 @@ def ops(model: Path) -> Counter[str]:
     return Counter(n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node)
 
 
+def tiny_int4() -> Recipe:
+    """The int4 recipe with its int8 "ends" (eight of the real model's 24 layers) scaled to
+    the tiny model's four: layers 0 and 3 int8, layers 1 and 2 4-bit codes."""
+    recipe = load_recipes()["int4"]
+    (down, down_rule), (_, ends_rule) = recipe.overrides
+    (_, search), (_, alpha) = recipe.smoothing
+    ends, middle = r"/layers\.(0|3)/", r"/layers\.(1|2)/.*(q|k|v|gate|up)_proj"
+    return replace(
+        recipe,
+        overrides=((down, down_rule), (ends, ends_rule)),
+        smoothing=((middle, search), (ends + ".*(q|k|v|gate|up)_proj", alpha)),
+    )
+
+
 @pytest.fixture(scope="module")
 def built(
     tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory
@@ -65,6 +79,7 @@ def built(
     out = tmp_path_factory.mktemp("quantised")
     paths = {}
     for name, recipe in load_recipes().items():
+        recipe = tiny_int4() if name == "int4" else recipe
         paths[name] = out / name / "model.onnx"
         build_variant(tiny_optimum, paths[name], recipe, TEXTS * 4, tokenize)
     return paths
@@ -77,7 +92,8 @@ def test_recipes_cover_every_variant() -> None:
     assert (
         recipes["int4"].rule_for("/0/layers.3/mlp/down_proj/MatMul").bits == 8
     )  # outlier inputs: 8-bit
-    assert recipes["int4"].rule_for("/0/layers.3/mlp/up_proj/MatMul").bits == 4
+    assert recipes["int4"].rule_for("/0/layers.5/mlp/up_proj/MatMul").bits == 4
+    assert recipes["int4"].rule_for("/0/layers.3/mlp/up_proj/MatMul").bits == 8  # the ends
     assert recipes["int4"].rule_for("/0/layers.23/mlp/up_proj/MatMul").bits == 8  # the ends
     assert recipes["int4"].rule_for("/0/layers.10/self_attn/q_proj/MatMul").bits == 4
     assert recipes["int8"].rule_for("/3/linear/MatMul") is None  # Dense head is not a target
@@ -120,7 +136,7 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
     # quantisations (down_proj's input twice) and two Splits per layer
     assert int8["MatMulIntegerToFloat"] == 4 * 5 and int8["MatMulNBits"] == 0
     assert int8["QuantizeLinear"] == 4 * 5 and int8["Split"] == 4 * 2
-    # int4: the same GEMMs; layers 2 and 3's three 4-bit weights each rebuilt by a QuantizeLinear
+    # int4: the same GEMMs; layers 1 and 2's three 4-bit weights each rebuilt by a QuantizeLinear
     assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 0
     assert int4["QuantizeLinear"] == 4 * 5 + 2 * 3 and int4["Split"] == 4 * 2
     size = {
