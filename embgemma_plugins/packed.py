@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -32,6 +33,8 @@ from embgemma_plugins.onnxproto import load_graph, protos, tensor_array
 PACKED_KEY = "embgemma.packed4"  # model metadata: JSON list of the int8 weights built at load
 LEVELS = np.float32(127.0)
 ALIGN = 1 << 16  # external data offsets ONNX Runtime can map (the allocation granularity)
+SCRATCH = ".int8-weights-"  # scratch files' prefix: deleted once their session exists
+STALE_SECONDS = 3600.0  # a scratch file this old outlived a load that crashed: removed
 
 
 def unpack4(packed: np.ndarray) -> np.ndarray:
@@ -74,6 +77,18 @@ def is_packed(model_path: Path, chunk: int = 1 << 22) -> bool:
     return False
 
 
+def remove_stale(folder: Path, now: float | None = None) -> None:
+    """Delete scratch files left by loads that died before their cleanup ran (a load
+    deletes its own within seconds, so an hour-old one belongs to no live load)."""
+    now = time.time() if now is None else now
+    for path in Path(folder).glob(SCRATCH + "*"):
+        try:
+            if now - path.stat().st_mtime > STALE_SECONDS:
+                path.unlink()
+        except OSError:  # gone already, or not ours to delete
+            pass
+
+
 @contextmanager
 def load_packed(model_path: Path, opts: Any) -> Iterator[tuple[bytes, list[Any]]]:
     """The graph of `model_path` with its 4-bit unpack subgraphs removed, as bytes for an
@@ -102,7 +117,8 @@ def load_packed(model_path: Path, opts: Any) -> Iterator[tuple[bytes, list[Any]]
     del model.graph.node[:], model.graph.initializer[:]
     model.graph.node.extend(kept)
     try:
-        handle, scratch = tempfile.mkstemp(prefix=".int8-weights-", dir=folder)
+        remove_stale(folder)
+        handle, scratch = tempfile.mkstemp(prefix=SCRATCH, dir=folder)
     except OSError:  # read-only folder
         handle, scratch = -1, ""
     arrays: list[Any] = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
+from embgemma_plugins.packed import SCRATCH  # a load's scratch file is not the variant
 
 ENV_HOME = "EMBGEMMA_HOME"
 DEFAULT_MODEL = "google/embeddinggemma-300m"
@@ -58,7 +59,8 @@ class StoredVariant:
 
     @property
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        files = [p for p in self.path.rglob("*") if p.is_file()]
+        return sum(p.stat().st_size for p in files if not p.name.startswith(SCRATCH))
 
 
 def list_variants(root: Path | None = None) -> list[StoredVariant]:

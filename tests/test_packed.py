@@ -174,3 +174,23 @@ def test_tensor_array_reads_what_numpy_helper_reads(dtype: type, tmp_path: Path)
     (tmp_path / "w.bin").write_bytes(b"\0" * 9)
     with pytest.raises(ValueError, match=r"bytes in w\.bin"):
         tensor_array(external, tmp_path)
+
+
+def test_scratch_files_of_crashed_loads_are_removed_and_not_counted(packed_int4: Path) -> None:
+    import os
+    import time
+
+    from embgemma_plugins.onnx_models.manifest import Manifest
+    from embgemma_plugins.onnx_models.store import StoredVariant
+    from embgemma_plugins.packed import SCRATCH, remove_stale
+
+    folder = packed_int4.parent
+    stale, fresh = folder / (SCRATCH + "dead"), folder / (SCRATCH + "loading")
+    size = StoredVariant(folder, Manifest.__new__(Manifest)).size_bytes
+    for path in (stale, fresh):
+        path.write_bytes(b"\0" * 4096)
+    os.utime(stale, (time.time() - 7200,) * 2)
+    assert StoredVariant(folder, Manifest.__new__(Manifest)).size_bytes == size
+    remove_stale(folder)
+    assert not stale.exists() and fresh.exists()  # another process may be loading with it
+    fresh.unlink()
