@@ -6,11 +6,11 @@ than ONNX Runtime's 4-bit kernels (docs/variants.md). Its graph rebuilds each in
 from the codes in a small constant subgraph (`onnx_models/packed.py`), so the file is
 self-contained: any ONNX Runtime folds those subgraphs when it loads the model. But constant
 folding keeps every intermediate tensor of the pass until it ends: about 29 bytes per weight,
-2.9 GB for EmbeddingGemma's 101 M GEMM weights, and 8 s (measured). So this runtime does the
-same arithmetic in numpy, one weight at a time, writes the finished int8 tensors to a
-scratch file that ONNX Runtime reads as external data (and frees once the GEMMs have
-prepacked them), and drops the subgraphs from the graph it loads: about 0.5 s, and a
-resident size close to int8's (measured, docs/variants.md).
+a 2.9 GB peak for EmbeddingGemma's 101 M GEMM weights (measured on a synthetic graph). So
+this runtime does the same arithmetic in numpy, one weight at a time, writes the finished
+int8 tensors to a scratch file that ONNX Runtime reads as external data (and frees once the
+GEMMs have prepacked them), and drops the subgraphs from the graph it loads: a resident
+size close to int8's (measured, docs/variants.md).
 
 `int8_columns` is the one definition of that arithmetic; the export's numpy reference and
 the variant's fidelity figures are computed with it too.

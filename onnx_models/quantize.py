@@ -91,9 +91,14 @@ class MatMulRule:
     scale_dtype: str = "float32"  # 4-bit rowwise codes: "float16" halves the block scales
 
     @property
+    def packed(self) -> bool:
+        """4-bit block codes on disk, widened to int8 columns for the per-row GEMM."""
+        return self.kernel in ROWWISE and self.bits == 4
+
+    @property
     def blockwise(self) -> bool:
         """Weights rounded in blocks along the input axis (the rounding keys apply)."""
-        return self.kernel == "nbits" or (self.kernel in ROWWISE and self.bits == 4)
+        return self.kernel == "nbits" or self.packed
 
 
 @dataclass(frozen=True)
@@ -139,10 +144,9 @@ class Recipe:
         if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
             problems.append("embedding scale_dtype must be float32 or float16")
         problems += [
-            "scale_dtype float16 applies to 4-bit rowwise weights only"
+            f"scale_dtype {r.scale_dtype} needs kernel rowwise(2) with bits 4 (float16 only)"
             for r in self.rules()
-            if r.scale_dtype != "float32"
-            and (r.scale_dtype != "float16" or not (r.blockwise and r.kernel in ROWWISE))
+            if r.scale_dtype != "float32" and not (r.scale_dtype == "float16" and r.packed)
         ]
         if self.calibrated() and self.calibration_samples <= 0:
             problems.append("smoothing and scale_search need calibration_samples > 0")
@@ -265,7 +269,7 @@ def quantise_weights(
                         model.graph.initializer.extend(r_inits)
                     rest = remainders[x]
                 columns = None
-                if rule.blockwise:  # 4-bit codes, widened to the GEMM's int8 columns
+                if rule.packed:  # 4-bit codes, widened to the GEMM's int8 columns
                     rounded = _block_codes(node, w, rule, stats)
                     pack = Packed4.of(rounded, w.shape[0], rule.scale_dtype)
                     columns = pack.int8_columns()

@@ -156,6 +156,11 @@ def test_half_precision_embedding_scales_are_cast_back_at_once(built) -> None:  
     assert users[0].attribute[0].i == onnx.TensorProto.FLOAT
     with pytest.raises(ValueError, match="scale_dtype"):
         Recipe("x", embedding=EmbeddingRule(scale_dtype="bfloat16"))
+    with pytest.raises(ValueError, match="scale_dtype float16 needs kernel rowwise"):
+        Recipe("x", matmul=MatMulRule(kernel="nbits", bits=4, scale_dtype="float16"))
+    with pytest.raises(ValueError, match="scale_dtype bfloat16"):
+        Recipe("x", matmul=MatMulRule(kernel="rowwise", bits=4, scale_dtype="bfloat16"))
+    assert MatMulRule(kernel="rowwise2", bits=4, scale_dtype="float16").packed
 
 
 def test_block_quantisation_round_trip() -> None:
