@@ -1,4 +1,5 @@
-"""Pure numpy post-processing of sentence embeddings."""
+"""Pure numpy maths of the runtime: post-processing of sentence embeddings, and the
+Hadamard rotation that quantised weights and table rows are stored in."""
 
 from __future__ import annotations
 
@@ -50,3 +51,34 @@ def check_finite(embeddings: np.ndarray, indices: np.ndarray) -> None:
             "(not supported by EmbeddingGemma) or a broken export",
             where,
         )
+
+
+#: Hadamard blocks of a rotation: large enough to spread a row's outliers over many values,
+#: small enough that undoing it costs little (64 multiply-adds a value).
+ROTATION_BLOCK = 64
+
+
+def hadamard(n: int) -> np.ndarray:
+    """Sylvester's n x n Hadamard matrix (entries +-1, symmetric, H H^T = n I)."""
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"a Sylvester Hadamard matrix needs a power of two, not {n}")
+    h = np.ones((1, 1), np.float32)
+    while len(h) < n:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+def rotation_block(width: int) -> int:
+    """Hadamard block size for rows of `width`: the largest power of two dividing it, <= 64."""
+    return min(ROTATION_BLOCK, width & -width)
+
+
+def rotate(rows: np.ndarray, signs: np.ndarray, inverse: bool = False) -> np.ndarray:
+    """rows @ R, or rows @ R^T with `inverse`, for the orthogonal R = diag(signs) .
+    blockdiag(H_b, ..., H_b) / sqrt(b) along the last axis (b = `rotation_block`). Quantising
+    values in this basis spreads each row's outliers over b values: close to Gaussian."""
+    block = rotation_block(rows.shape[-1])
+    h = hadamard(block) / np.float32(np.sqrt(block))
+    x = rows if inverse else rows * signs
+    out: np.ndarray = (x.reshape(*x.shape[:-1], -1, block) @ h).reshape(x.shape)
+    return out * signs if inverse else out

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from embgemma_plugins.maths import rotate
 from embgemma_plugins.onnxproto import load_graph, protos, tensor_array
 
 PACKED_KEY = "embgemma.packed4"  # model metadata: JSON list of the int8 weights built at load
@@ -49,15 +50,19 @@ def int8_columns(
     scale: np.ndarray,
     k: int,
     column_scale: np.ndarray | None = None,
+    signs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric int8 per-column weights [K, N] (C order) and float32 column scales [N] of the
     4-bit weights w[K, N] whose codes are `packed` [N, blocks, block / 2], zero points `zero`
     and scales `scale` [N, blocks] (or [N, blocks, 1]): w = (code - zero) * scale, in float32
-    as the graph computes it. `column_scale` (default max |w| / 127) is the GEMM's."""
+    as the graph computes it. `column_scale` (default max |w| / 127) is the GEMM's. `signs`
+    [K]: the codes are of R^T w (a Hadamard rotation along K, `maths.rotate`), undone here."""
     n = packed.shape[0]
     zero = zero.reshape(n, -1, 1).astype(np.float32)
     levels = unpack4(packed).astype(np.float32)
     w = ((levels - zero) * scale.reshape(n, -1, 1).astype(np.float32)).reshape(n, -1)[:, :k]
+    if signs is not None:
+        w = rotate(w, signs.astype(np.float32), inverse=True)
     if column_scale is None:
         column_scale = (np.abs(w).max(1) / LEVELS).astype(np.float32)
         column_scale[column_scale == 0] = 1.0
@@ -128,7 +133,9 @@ def load_packed(model_path: Path, opts: Any) -> Iterator[tuple[bytes, list[Any]]
                 base = name + "_q4"
                 codes, zero, scale = (array(base + part) for part in ("", "_zero", "_scale"))
                 k = int(array(base + "_k")[0])
-                q, _ = int8_columns(codes, zero, scale, k, array(producer[name].input[1]))
+                signs = array(base + "_signs") if base + "_signs" in inits else None
+                column_scale = array(producer[name].input[1])
+                q, _ = int8_columns(codes, zero, scale, k, column_scale, signs)
                 tensor = pb.TensorProto(name=name, data_type=pb.TensorProto.INT8, dims=q.shape)
                 tensor.data_location = pb.TensorProto.EXTERNAL
                 if out is not None:

@@ -31,6 +31,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from embgemma_plugins.maths import hadamard, rotation_block
 from embgemma_plugins.packed import PACKED_KEY, int8_columns
 
 from .blockquant import Quantised, pack4
@@ -45,21 +46,33 @@ class Packed4:
     zero: np.ndarray
     scale: np.ndarray
     k: int
+    signs: np.ndarray | None = None  # codes of R^T w (rotated input axis): w = R . decoded
 
     @classmethod
-    def of(cls, quantised: Quantised, k: int, scale_dtype: str = "float32") -> Packed4:
+    def of(
+        cls,
+        quantised: Quantised,
+        k: int,
+        scale_dtype: str = "float32",
+        signs: np.ndarray | None = None,
+    ) -> Packed4:
         """From `quantize_blocks` / `gptq_blocks` output (zero points None: symmetric, 8);
-        scales stored as `scale_dtype` (float16 halves them; widened to float32 in the graph)."""
+        scales stored as `scale_dtype` (float16 halves them; widened to float32 in the graph).
+        `signs`: the codes are of the weight rotated along K (`embgemma_plugins.maths.rotate`
+        with these signs), undone when the int8 columns are built."""
         codes, scale, zero = quantised
         if codes.max(initial=0) > 15 or codes.shape[-1] % 2:
             raise ValueError("Packed4 holds 4-bit codes (0..15) in blocks of even size")
         if zero is None:
             zero = np.full(scale.shape, 8, np.uint8)
-        return cls(pack4(codes), zero.astype(np.uint8), scale.astype(scale_dtype), k)
+        if signs is not None and signs.shape != (k,):
+            raise ValueError(f"rotation signs must have shape ({k},), not {signs.shape}")
+        rotated = None if signs is None else signs.astype(np.int8)
+        return cls(pack4(codes), zero.astype(np.uint8), scale.astype(scale_dtype), k, rotated)
 
     def int8_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """The int8 per-column weights [K, N] and float32 scales [N] the GEMM gets."""
-        return int8_columns(self.packed, self.zero, self.scale, self.k)
+        return int8_columns(self.packed, self.zero, self.scale, self.k, signs=self.signs)
 
 
 def unpack_nodes(
@@ -103,14 +116,39 @@ def unpack_nodes(
         node("Mul", ["_centred", "_scalef"], "_wblocks"),
         node("Reshape", ["_wblocks", "_rows"], "_wpad"),
         node("Slice", ["_wpad", "_start", "_k", "_axis1"], "_w"),  # drop the last block's padding
-        node("Transpose", ["_w"], "_wt", perm=[1, 0]),
     ]
+    if pack.signs is not None:  # rows of w^T back from the rotated basis: (row @ H / sqrt(b)) * s
+        block = rotation_block(pack.k)
+        inits += [
+            numpy_helper.from_array(pack.signs, b + "_signs"),
+            numpy_helper.from_array(np.array([n, pack.k // block, block], np.int64), b + "_hb"),
+            numpy_helper.from_array(np.array([n, pack.k], np.int64), b + "_rows_k"),
+        ]
+        nodes += [
+            node("Reshape", ["_w", "_hb"], "_wb"),
+            helper.make_node("MatMul", [b + "_wb", hadamard_name(block)], [b + "_wm"],
+                             name=b + "/_wm"),
+            node("Reshape", ["_wm", "_rows_k"], "_wu"),
+            node("Cast", ["_signs"], "_signsf", **float32),
+            node("Mul", ["_wu", "_signsf"], "_w_back"),
+        ]
+    nodes.append(node("Transpose", [nodes[-1].output[0][len(b):]], "_wt", perm=[1, 0]))
     nodes.append(
         helper.make_node(
             "QuantizeLinear", [b + "_wt", scale_name, b + "_zero8"], [name], name=b + "/q8", axis=1
         )
     )
     return nodes, inits
+
+
+def hadamard_name(block: int) -> str:
+    """The graph's one [block, block] H / sqrt(block), shared by every rotated weight."""
+    return f"packed_hadamard_{block}"
+
+
+def hadamard_initializer(block: int) -> onnx.TensorProto:
+    h = hadamard(block) / np.float32(np.sqrt(block))
+    return numpy_helper.from_array(h, hadamard_name(block))
 
 
 def unpack_weights(model: onnx.ModelProto, packs: dict[str, tuple[Packed4, str]]) -> None:
@@ -128,6 +166,10 @@ def unpack_weights(model: onnx.ModelProto, packs: dict[str, tuple[Packed4, str]]
         new_nodes, new_inits = unpack_nodes(name, pack, scale_name)
         nodes += new_nodes
         extra += new_inits
+        if pack.signs is not None and hadamard_name(rotation_block(pack.k)) not in inits:
+            shared = hadamard_initializer(rotation_block(pack.k))
+            inits[shared.name] = shared
+            extra.append(shared)
         model.graph.initializer.remove(tensor)
     model.graph.initializer.extend(extra)
     rest = list(model.graph.node)

@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from embgemma_plugins.maths import rotate
+
 from . import fusions
 from . import graph as G
 from .attention import attention
@@ -41,6 +43,7 @@ from .rowsteps import row_steps
 from .rowwise import quantise_rows, remainder_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
+from .vqtable import load_codebook, rotation_signs, vq_gather
 from .window import banded_attention
 
 RECIPES = Path(__file__).with_name("recipes.toml")
@@ -89,6 +92,9 @@ class MatMulRule:
     gptq: bool = False
     act_order: bool = False
     scale_dtype: str = "float32"  # 4-bit rowwise codes: "float16" halves the block scales
+    # 4-bit rowwise codes of the weight rotated along its input axis (Hadamard blocks, random
+    # signs): outliers spread over 64 channels before rounding; undone when the model loads.
+    rotate: bool = False
 
     @property
     def packed(self) -> bool:
@@ -103,8 +109,12 @@ class MatMulRule:
 
 @dataclass(frozen=True)
 class EmbeddingRule:
-    """GatherBlockQuantized storage of the token-embedding table (blocks along the hidden axis)."""
+    """Storage of the token-embedding table: format "blocks" is GatherBlockQuantized (`bits`
+    in blocks along the hidden axis); "vq3" is rotated rows, one float16 scale each, and
+    12-bit codes of value triples (onnx_models/vqtable.py: 4.02 bits a weight; `scale_search`
+    row scales tried per row; bits, block_size, symmetric and scale_dtype do not apply)."""
 
+    format: str = "blocks"
     bits: int = 8
     block_size: int = 128
     symmetric: bool = True
@@ -143,10 +153,17 @@ class Recipe:
         ]
         if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
             problems.append("embedding scale_dtype must be float32 or float16")
+        if self.embedding and self.embedding.format not in ("blocks", "vq3"):
+            problems.append("embedding format must be blocks or vq3")
         problems += [
             f"scale_dtype {r.scale_dtype} needs kernel rowwise(2) with bits 4 (float16 only)"
             for r in self.rules()
             if r.scale_dtype != "float32" and not (r.scale_dtype == "float16" and r.packed)
+        ]
+        problems += [
+            "rotate needs 4-bit codes run as int8 (kernel rowwise or rowwise2, bits 4)"
+            for r in self.rules()
+            if r.rotate and not r.packed
         ]
         if self.calibrated() and self.calibration_samples <= 0:
             problems.append("smoothing and scale_search need calibration_samples > 0")
@@ -160,6 +177,14 @@ class Recipe:
         return bool(self.smoothing) or any(
             r.blockwise and (r.scale_search or r.gptq) for r in self.rules()
         )
+
+    def reads_stats(self, node_name: str) -> bool:
+        """Whether storing this MatMul reads calibration statistics of its input."""
+        rule = self.rule_for(node_name)
+        if rule is None:
+            return False
+        smoothed = any(re.search(pattern, node_name) for pattern, _ in self.smoothing)
+        return smoothed or (rule.blockwise and bool(rule.scale_search or rule.gptq))
 
     def needs_hessians(self) -> bool:
         return any(r.blockwise and r.gptq for r in self.rules())
@@ -270,8 +295,9 @@ def quantise_weights(
                     rest = remainders[x]
                 columns = None
                 if rule.packed:  # 4-bit codes, widened to the GEMM's int8 columns
-                    rounded = _block_codes(node, w, rule, stats)
-                    pack = Packed4.of(rounded, w.shape[0], rule.scale_dtype)
+                    signs = rotation_signs(w.shape[0]) if rule.rotate else None
+                    rounded = _block_codes(node, w, rule, stats, signs)
+                    pack = Packed4.of(rounded, w.shape[0], rule.scale_dtype, signs)
                     columns = pack.int8_columns()
                 mm_nodes, extra = rowwise_matmul(node, w, *rows[x][:2], rest, columns)
                 if columns is not None and packs is not None:  # extra: weights, scales, ...
@@ -284,17 +310,19 @@ def quantise_weights(
             and _is_embedding(node, inits, graph_inputs)
         ):
             e = recipe.embedding
-            new, extra = gather_block_quantized(
-                node,
-                numpy_helper.to_array(inits[node.input[0]]),
-                e.bits,
-                e.block_size,
-                e.symmetric,
-                e.scale_search,
-            )
-            if e.scale_dtype == "float16":
-                nodes.append(new)
-                new = _half_scales(new, extra)  # the Cast after the gather
+            table = numpy_helper.to_array(inits[node.input[0]])
+            if e.format == "vq3":
+                vq_nodes, extra = vq_gather(node, table, load_codebook(), e.scale_search)
+                G.require_opset(model, 18)  # BitwiseAnd / BitwiseOr unpack the codes
+                nodes.extend(vq_nodes[:-1])
+                new = vq_nodes[-1]
+            else:
+                new, extra = gather_block_quantized(
+                    node, table, e.bits, e.block_size, e.symmetric, e.scale_search
+                )
+                if e.scale_dtype == "float16":
+                    nodes.append(new)
+                    new = _half_scales(new, extra)  # the Cast after the gather
         nodes.append(new)
         model.graph.initializer.extend(extra)
         replaced += new is not node
@@ -309,10 +337,19 @@ def quantise_weights(
 
 
 def _block_codes(
-    node: onnx.NodeProto, w: np.ndarray, rule: MatMulRule, stats: Stats | None
+    node: onnx.NodeProto,
+    w: np.ndarray,
+    rule: MatMulRule,
+    stats: Stats | None,
+    signs: np.ndarray | None = None,
 ) -> Quantised:
-    """`rule`'s block-wise codes of one weight MatMul (calibrated rules read `stats`)."""
-    seen = stats[node.input[0]] if stats else None
+    """`rule`'s block-wise codes of one weight MatMul (calibrated rules read `stats`). With
+    `signs`, the codes are of R^T w: w rotated along its input axis (`maths.rotate`); the
+    calibration statistics are rotated alike (H -> R^T H R), so GPTQ sees the same problem."""
+    seen = stats.get(node.input[0]) if stats else None
+    if signs is not None:
+        w = rotate(w.T, signs).T
+        seen = None if seen is None else seen.rotated(signs)
     if rule.gptq:
         if seen is None or seen.hessian is None:
             raise ValueError(f"GPTQ on {node.name} needs calibration Hessians")
@@ -365,10 +402,10 @@ def _is_embedding(
 def calibrate(
     model: onnx.ModelProto, recipe: Recipe, texts: Sequence[str], tokenize: Tokenize
 ) -> Stats:
-    """Per-channel statistics of every target MatMul input on the calibration texts."""
-    tensors = sorted(
-        {n.input[0] for n in G.weight_matmuls(model) if recipe.rule_for(n.name) is not None}
-    )
+    """Per-channel statistics, on the calibration texts, of every target MatMul input that a
+    rule's rounding or a smoothing reads (token rows only: the pooled Dense head's input,
+    one row per text, needs none)."""
+    tensors = sorted({n.input[0] for n in G.weight_matmuls(model) if recipe.reads_stats(n.name)})
     return activation_stats(
         model,
         tensors,

@@ -26,7 +26,8 @@ SAME = {"Neg", "Abs", "Cast", "Sin", "Cos", "Sqrt", "Exp", "Erf", "Tanh", "Sigmo
         "DequantizeLinear", "LayerNormalization", "SimplifiedLayerNormalization",
         "SkipSimplifiedLayerNormalization", "SkipLayerNormalization"}  # fmt: skip
 BOOLS = {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Not"}
-BROADCAST = BOOLS - {"Not"} | {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Where"}
+BROADCAST = BOOLS - {"Not"} | {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Where",
+                               "BitwiseAnd", "BitwiseOr", "BitShift"}
 MATMULS = {"MatMul", "FusedMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul"}
 REDUCES = {"Squeeze", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2"}
 MOVES = {"Identity", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Expand", "Cast"}

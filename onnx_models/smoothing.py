@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from embgemma_plugins.maths import rotate, rotation_block
+
 from . import graph as G
 
 
@@ -74,6 +76,17 @@ class ChannelStats:
         """The statistics of x / s (after smoothing by s)."""
         h = None if self.hessian is None else self.hessian / np.outer(s, s)
         return ChannelStats(self.absmax / s, self.mean_sq / s**2, h)
+
+    def rotated(self, signs: np.ndarray) -> ChannelStats:
+        """The statistics of x R (`maths.rotate`): H -> R^T H R, exact; mean x**2 its diagonal
+        (without a Hessian, each block's mean: uncorrelated channels); max |x| a bound."""
+        block = rotation_block(len(signs))
+        bound = np.repeat(self.absmax.reshape(-1, block).sum(1) / np.sqrt(block), block)
+        if self.hessian is None:
+            spread = np.repeat(self.mean_sq.reshape(-1, block).mean(1), block)
+            return ChannelStats(bound, spread)
+        h = rotate(rotate(self.hessian, signs).T, signs).T
+        return ChannelStats(bound, np.diag(h).copy(), h)
 
 
 Stats = dict[str, ChannelStats]

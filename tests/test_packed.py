@@ -14,9 +14,16 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from embgemma_plugins.maths import rotate, rotation_block
 from embgemma_plugins.onnx_models.blockquant import blocks_along_k, quantize_blocks
-from embgemma_plugins.onnx_models.packed import Packed4, unpack_nodes, unpack_weights
+from embgemma_plugins.onnx_models.packed import (
+    Packed4,
+    hadamard_initializer,
+    unpack_nodes,
+    unpack_weights,
+)
 from embgemma_plugins.onnx_models.quantize import build_variant
+from embgemma_plugins.onnx_models.vqtable import rotation_signs
 from embgemma_plugins.onnxproto import tensor_array
 from embgemma_plugins.packed import PACKED_KEY, is_packed
 from embgemma_plugins.session import create_session, run_batch
@@ -25,6 +32,17 @@ from tests.test_quantize import TEXTS, tiny_int4
 
 def pack_of(w: np.ndarray, block: int, symmetric: bool, scales: str = "float32") -> Packed4:
     return Packed4.of(quantize_blocks(blocks_along_k(w, block), 4, symmetric), len(w), scales)
+
+
+def run_unpack(nodes: list, inits: list, name: str = "w8") -> np.ndarray:  # type: ignore[type-arg]
+    graph = helper.make_graph(
+        nodes, "unpack", [], [helper.make_tensor_value_info(name, TensorProto.INT8, None)], inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    (got,) = ort.InferenceSession(model.SerializeToString(), opts).run(None, {})
+    return np.asarray(got)
 
 
 @pytest.mark.parametrize(
@@ -47,14 +65,33 @@ def test_folded_subgraph_computes_the_numpy_int8_columns(
     assert scale[3] == 1.0 and not q[:, 3].any()
     nodes, inits = unpack_nodes("w8", pack, "columns")
     inits.append(numpy_helper.from_array(scale, "columns"))
-    graph = helper.make_graph(
-        nodes, "unpack", [], [helper.make_tensor_value_info("w8", TensorProto.INT8, None)], inits
+    np.testing.assert_array_equal(run_unpack(nodes, inits), q)
+
+
+@pytest.mark.parametrize("k", [128, 40])  # 40: Hadamard blocks of 8, last 4-bit block padded
+def test_rotated_codes_unpack_to_the_weight_in_its_own_basis(k: int) -> None:
+    """Codes of R^T w (rotated along K) give back w, not R^T w: in numpy and in the graph's
+    subgraph, whose float sums may round a value to the other side of a .5 (at most one
+    int8 step, rarely)."""
+    w = np.random.default_rng(k).standard_normal((k, 24)).astype(np.float32)
+    w[5] *= 8.0  # an outlier input channel: what the rotation spreads
+    signs = rotation_signs(k)
+    rotated = rotate(w.T, signs).T
+    pack = Packed4.of(
+        quantize_blocks(blocks_along_k(rotated, 16), 4, False), k, "float16", signs
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    (got,) = ort.InferenceSession(model.SerializeToString(), opts).run(None, {})
-    np.testing.assert_array_equal(got, q)
+    q, scale = pack.int8_columns()
+    assert q.shape == (k, 24) and q.flags.c_contiguous
+    plain_q, plain_scale = pack_of(w, 16, False, "float16").int8_columns()
+    error = np.abs(q * scale - w).mean()
+    assert error < np.abs(plain_q * plain_scale - w).mean()  # the outlier spread: smaller
+    nodes, inits = unpack_nodes("w8", pack, "columns")
+    inits += [numpy_helper.from_array(scale, "columns"), hadamard_initializer(rotation_block(k))]
+    got = run_unpack(nodes, inits)
+    assert np.abs(got.astype(np.int16) - q).max() <= 1
+    assert (got != q).mean() < 0.01
+    with pytest.raises(ValueError, match="signs"):
+        Packed4.of(quantize_blocks(blocks_along_k(rotated, 16), 4, False), k, signs=signs[:-1])
 
 
 def test_unpack_weights_refuses_a_weight_the_optimiser_changed() -> None:
@@ -82,11 +119,13 @@ def test_int4_file_holds_4_bit_codes_not_int8_weights(packed_int4: Path) -> None
         assert name not in inits  # computed from the codes, not stored
         codes = inits[name + "_q4"]
         assert codes.data_type == TensorProto.UINT8
+        assert inits[name + "_q4_signs"].data_type == TensorProto.INT8  # rotated codes
         gemm = next(n for n in model.graph.node if n.input[1:2] == [name])
         assert gemm.op_type == "MatMulIntegerToFloat"
     gemm_weights = [n.input[1] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
     assert len(gemm_weights) == 4 * 5
-    assert not any(n.op_type == "MatMulNBits" for n in model.graph.node)
+    nbits = [n.name for n in model.graph.node if n.op_type == "MatMulNBits"]
+    assert nbits == ["/3/linear/MatMul_Q8"]  # only the folded Dense head, one row per text
     assert not is_packed(packed_int4.with_name("model.onnx.data"))
 
 

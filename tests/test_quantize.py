@@ -59,16 +59,16 @@ def ops(model: Path) -> Counter[str]:
 
 
 def tiny_int4() -> Recipe:
-    """The int4 recipe with its int8 "ends" (eight of the real model's 24 layers) scaled to
-    the tiny model's four: layers 0 and 3 int8, layers 1 and 2 4-bit codes."""
+    """The int4 recipe with its int8 "ends" (16 of the real model's 24 layers) scaled to the
+    tiny model's four: layers 0 and 3 int8, layers 1 and 2 rotated 4-bit codes."""
     recipe = load_recipes()["int4"]
-    (down, down_rule), (_, ends_rule) = recipe.overrides
-    (_, search), (_, alpha) = recipe.smoothing
-    ends, middle = r"/layers\.(0|3)/", r"/layers\.(1|2)/.*(q|k|v|gate|up)_proj"
+    head, down, (_, ends_rule) = recipe.overrides
+    ((_, alpha),) = recipe.smoothing
+    ends = r"/layers\.(0|3)/"
     return replace(
         recipe,
-        overrides=((down, down_rule), (ends, ends_rule)),
-        smoothing=((middle, search), (ends + ".*(q|k|v|gate|up)_proj", alpha)),
+        overrides=(head, down, (ends, ends_rule)),
+        smoothing=((ends + ".*(q|k|v|gate|up)_proj", alpha),),
     )
 
 
@@ -92,10 +92,15 @@ def test_recipes_cover_every_variant() -> None:
     assert (
         recipes["int4"].rule_for("/0/layers.3/mlp/down_proj/MatMul").bits == 8
     )  # outlier inputs: 8-bit
-    assert recipes["int4"].rule_for("/0/layers.5/mlp/up_proj/MatMul").bits == 4
-    assert recipes["int4"].rule_for("/0/layers.3/mlp/up_proj/MatMul").bits == 8  # the ends
-    assert recipes["int4"].rule_for("/0/layers.23/mlp/up_proj/MatMul").bits == 8  # the ends
-    assert recipes["int4"].rule_for("/0/layers.10/self_attn/q_proj/MatMul").bits == 4
+    int4 = recipes["int4"]
+    for layer in (8, 10, 15):  # the middle: rotated 4-bit codes
+        rule = int4.rule_for(f"/0/layers.{layer}/mlp/up_proj/MatMul")
+        assert rule is not None and rule.bits == 4 and rule.rotate
+    for layer in (0, 3, 7, 16, 23):  # the ends: int8
+        assert int4.rule_for(f"/0/layers.{layer}/self_attn/q_proj/MatMul").bits == 8
+    head = int4.rule_for("/3/linear/MatMul")  # the folded Dense head: 8-bit blocks
+    assert head is not None and (head.kernel, head.bits) == ("nbits", 8)
+    assert int4.embedding is not None and int4.embedding.format == "vq3"
     assert recipes["int8"].rule_for("/3/linear/MatMul") is None  # Dense head is not a target
 
 
@@ -104,6 +109,10 @@ def test_recipe_rejects_unknown_settings() -> None:
         Recipe("x", matmul=MatMulRule(kernel="fp8"))
     with pytest.raises(ValueError, match="calibration"):
         Recipe("x", smoothing=(("down_proj", 0.5),))
+    with pytest.raises(ValueError, match="rotate needs 4-bit codes"):  # MatMulNBits cannot
+        Recipe("x", matmul=MatMulRule(kernel="nbits", bits=4, rotate=True))
+    with pytest.raises(ValueError, match="embedding format"):
+        Recipe("x", embedding=EmbeddingRule(format="pq"))
 
 
 @pytest.mark.parametrize("variant, floor", [("fp32", 0.99999), ("int8", 0.99), ("int4", 0.9)])
@@ -129,16 +138,18 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
     for counts in (fp32, int8, int4):
         # one per layer; the 2 sliding-window layers' inside an If (banded_attention)
         assert counts["Attention"] == 2 and counts["If"] == 2 and counts["Softmax"] == 0
-    for counts in (int8, int4):
-        assert counts["GatherBlockQuantized"] == 1
+    assert int8["GatherBlockQuantized"] == 1  # 8-bit table
+    # int4: the vector-quantised table's decode (12-bit pairs, codewords), no block table
+    assert int4["GatherBlockQuantized"] == 0 and int4["BitwiseOr"] == 2
     # int8: per-row int8 GEMMs on q/k/v/o/gate/up, q/k/v merged into one (then split), gate/up
     # into another, down_proj with its rows' remainder (rowwise2): five GEMMs, five row
     # quantisations (down_proj's input twice) and two Splits per layer
     assert int8["MatMulIntegerToFloat"] == 4 * 5 and int8["MatMulNBits"] == 0
     assert int8["QuantizeLinear"] == 4 * 5 and int8["Split"] == 4 * 2
-    # int4: the same GEMMs; layers 1 and 2's three 4-bit weights each rebuilt by a QuantizeLinear
-    assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 0
-    assert int4["QuantizeLinear"] == 4 * 5 + 2 * 3 and int4["Split"] == 4 * 2
+    # int4: the same GEMMs; layers 1 and 2's three 4-bit weights each rebuilt by a
+    # QuantizeLinear; the folded Dense head on 8-bit blocks
+    assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 1
+    assert int4["QuantizeLinear"] == 4 * 5 + 2 * 3 and int4["Split"] == 4 * 2 + 1  # + the table's
     size = {
         v: built[v].stat().st_size + built[v].with_name("model.onnx.data").stat().st_size
         for v in built
@@ -146,14 +157,25 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
     assert size["int4"] < size["int8"] < size["fp32"]
 
 
-def test_half_precision_embedding_scales_are_cast_back_at_once(built) -> None:  # type: ignore[no-untyped-def]
+def test_half_precision_scales_are_cast_back_at_once(built) -> None:  # type: ignore[no-untyped-def]
+    """No activation is ever float16 (EmbeddingGemma's overflow it): every float16 value the
+    int4 graph computes (looked-up table scales, 4-bit block scales) goes straight into a Cast
+    to float32 and nowhere else."""
     model = onnx.load(str(built["int4"]), load_external_data=False)
-    gather = next(n for n in model.graph.node if n.op_type == "GatherBlockQuantized")
-    scales = next(t for t in model.graph.initializer if t.name == gather.input[2])
-    assert scales.data_type == onnx.TensorProto.FLOAT16
-    users = [n for n in model.graph.node if gather.output[0] in n.input]
-    assert [u.op_type for u in users] == ["Cast"]
-    assert users[0].attribute[0].i == onnx.TensorProto.FLOAT
+    half = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    assert half  # the table's row scales and the 4-bit weights' block scales
+    computed = [
+        out for n in model.graph.node if n.op_type in ("Gather", "Cast") for out in n.output
+        if n.input[0] in half
+    ]
+    casts = [n for n in model.graph.node if n.op_type == "Cast" and n.input[0] in half]
+    assert all(c.attribute[0].i == onnx.TensorProto.FLOAT for c in casts)
+    gathered = [o for o in computed if o not in {c.output[0] for c in casts}]
+    assert gathered  # the table's scales, looked up per token
+    for name in gathered:
+        users = [n for n in model.graph.node if name in n.input]
+        assert [u.op_type for u in users] == ["Cast"]
+        assert users[0].attribute[0].i == onnx.TensorProto.FLOAT
     with pytest.raises(ValueError, match="scale_dtype"):
         Recipe("x", embedding=EmbeddingRule(scale_dtype="bfloat16"))
     with pytest.raises(ValueError, match="scale_dtype float16 needs kernel rowwise"):
