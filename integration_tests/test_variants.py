@@ -18,11 +18,6 @@ from embgemma_plugins.onnx_models.manifest import Manifest
 from integration_tests.conftest import REAL_MODEL
 
 DIMS = ("768", "512", "256", "128")
-# Known shortfall, measured (docs/variants.md): the int4 recipe reaches mean 0.9958 and
-# minimum 0.9728 but top-10 overlap 0.912 / 0.905 / 0.887 / 0.877 at 768 / 512 / 256 /
-# 128 dims, under the 0.90 bar at 256 and 128, within 200 MB. Strict: a recipe that clears the bar
-# turns this into a failure, so the marker cannot outlive the shortfall.
-BELOW_BAR = {"int4": "int4 top-10 overlap is below 0.90 at 256 and 128 dims (docs/variants.md)"}
 
 
 @pytest.fixture(scope="module", params=["fp32", "int8", "int4"])
@@ -30,15 +25,11 @@ def built(request: pytest.FixtureRequest, real_checkpoint: Path) -> tuple[str, P
     from embgemma_plugins.onnx_models.export import export_variant
 
     variant: str = request.param
-    # A below-bar variant is still built and installed, so its manifest can be checked.
-    below = variant in BELOW_BAR
-    return variant, export_variant(REAL_MODEL, variant, if_missing=True, allow_below_bar=below)
+    return variant, export_variant(REAL_MODEL, variant, if_missing=True)
 
 
-def test_variant_meets_its_bar(built: tuple[str, Path], request: pytest.FixtureRequest) -> None:
+def test_variant_meets_its_bar(built: tuple[str, Path]) -> None:
     variant, folder = built
-    if variant in BELOW_BAR:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=BELOW_BAR[variant]))
     manifest = Manifest.read(folder)
     assert manifest.verify(folder) == []
     fidelity = manifest.fidelity
