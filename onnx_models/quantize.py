@@ -43,6 +43,7 @@ from .rowsteps import row_steps
 from .rowwise import quantise_rows, remainder_rows, rowwise_matmul
 from .shapes import lean_shapes
 from .smoothing import Stats, activation_stats, smooth
+from .split import split_queries
 from .vqtable import load_codebook, rotation_signs, vq_gather
 from .window import banded_attention
 
@@ -60,7 +61,8 @@ LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in 
     "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
     "flat_heads": flat_heads,  # after rotary and attention, whose 4-D nodes it matches
     "row_steps": row_steps,  # after flat_heads: q/k reach their norms through its Reshapes
-    "banded_attention": banded_attention,  # last: wraps the final Attention nodes in an If
+    "banded_attention": banded_attention,  # wraps the sliding layers' Attention in an If
+    "split_queries": split_queries,  # last: wraps every Attention a batch of one reaches
 }
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 

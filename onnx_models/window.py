@@ -48,7 +48,7 @@ def banded_attention(model: onnx.ModelProto, chunk: int = CHUNK) -> int:
     windows = {w for _, w in layers}
     if not layers or len(windows) > 1:
         return 0  # no sliding layer, or several windows (not Gemma 3's layout): leave as is
-    shared = _Builder("band")
+    shared = Builder("band")
     plan = _plan(shared, chunk, windows.pop())
     model.graph.initializer.extend(shared.consts.values())
     model.graph.node.extend(shared.nodes)
@@ -81,7 +81,7 @@ def _half_window(
     return None
 
 
-class _Builder:
+class Builder:
     """Nodes and int64 constants under one name prefix; a constant is made once per name."""
 
     def __init__(self, prefix: str) -> None:
@@ -104,6 +104,21 @@ class _Builder:
         """`scalar` as a 1-element vector, for shapes and pads."""
         return self.op("Unsqueeze", [scalar, self.c("axis0", [0])], out)
 
+    def if_else(self, cond: str, then: str, node: onnx.NodeProto) -> onnx.NodeProto:
+        """If(cond): this builder's nodes, giving `then`; else: `node` as it was. The If
+        takes `node`'s (float) output name, so it replaces `node` in place."""
+        plain = onnx.NodeProto()
+        plain.CopyFrom(node)
+        plain.output[0] = f"{self.prefix}_else"
+        value = helper.make_tensor_value_info
+        return helper.make_node(
+            "If", [cond], list(node.output[:1]), name=f"{self.prefix}/If",
+            then_branch=helper.make_graph(self.nodes, self.prefix + "_then", [],
+                                          [value(then, TensorProto.FLOAT, None)]),
+            else_branch=helper.make_graph([plain], self.prefix + "_else", [],
+                                          [value(plain.output[0], TensorProto.FLOAT, None)]),
+        )
+
 
 class _Plan(NamedTuple):
     """What every chunked branch reads (tensor names), computed once per run."""
@@ -121,7 +136,7 @@ class _Plan(NamedTuple):
     axis1: str  # [1]
 
 
-def _plan(b: _Builder, chunk: int, w: int) -> _Plan:
+def _plan(b: Builder, chunk: int, w: int) -> _Plan:
     """The chunking test, the window index, the pads and shapes, and the mask.
 
     In padded coordinates (W zero keys before the sequence), chunk c's queries are rows
@@ -175,7 +190,7 @@ def _if(attention: onnx.NodeProto, plan: _Plan) -> onnx.NodeProto:
     """If(long input): chunked band attention, else: the node as it was."""
     q, k, v = attention.input[:3]
     tag = "band_" + (attention.name or attention.output[0]).strip("/").replace("/", "_")
-    b = _Builder(tag)
+    b = Builder(tag)
     chunks = [b.op("Reshape", [b.op("Pad", [q, plan.q_pads], "q_p"), plan.q_shape], "q")]
     for name, x in (("k", k), ("v", v)):
         window = b.op("Gather", [b.op("Pad", [x, plan.kv_pads], name + "_p"), plan.windows],
@@ -185,14 +200,4 @@ def _if(attention: onnx.NodeProto, plan: _Plan) -> onnx.NodeProto:
     out = b.op("Attention", [*chunks, plan.mask], "chunks_out", **attrs)
     then = b.op("Slice", [b.op("Reshape", [out, plan.out_shape], "out"), plan.zero,
                           plan.tokens, plan.axis1], "then")
-    plain = onnx.NodeProto()
-    plain.CopyFrom(attention)
-    plain.output[0] = f"{tag}_else"
-    value = helper.make_tensor_value_info
-    return helper.make_node(
-        "If", [plan.chunked], list(attention.output[:1]), name=f"{tag}/If",
-        then_branch=helper.make_graph(b.nodes, tag + "_then", [],
-                                      [value(then, TensorProto.FLOAT, None)]),
-        else_branch=helper.make_graph([plain], tag + "_else", [],
-                                      [value(plain.output[0], TensorProto.FLOAT, None)]),
-    )
+    return b.if_else(plan.chunked, then, attention)

@@ -24,7 +24,7 @@ def test_every_layer_is_fused_and_vectors_are_kept(
     fp32 = load_recipes()["fp32"]
     assert "attention" in fp32.fusions
     # banded_attention (tests/test_window.py) wraps sliding layers in an If; this is about one layer
-    fp32 = without(fp32, "banded_attention")
+    fp32 = without(fp32, "banded_attention", "split_queries")
     unfused = without(fp32, "attention")
     fused_path, plain_path = tmp_path / "fused" / "model.onnx", tmp_path / "plain" / "model.onnx"
     build_variant(tiny_optimum, fused_path, fp32, None, tokenize)

@@ -144,3 +144,14 @@ def test_profile_summarises_kernel_time_by_operator(tiny_model):
     assert found and abs(sum(share for _, share, _ in found) - 1) < 1e-6
     assert all(runs > 0 for _, _, runs in found)
     assert found == sorted(found, key=lambda x: -x[1])
+
+
+@pytest.mark.parametrize("extra", [[], ["--long", "2"]])
+def test_ab_throughput_compares_two_folders_on_the_same_documents(tiny_model, capsys, extra):
+    from embgemma_plugins.benchmarks import ab_throughput
+
+    assert ab_throughput.main([str(tiny_model), str(tiny_model), "--rounds", "1", *extra]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith("2 documents" if extra else f"{len(corpus.documents())} documents")
+    assert "B/A" in line and line.rstrip().endswith("minimum cosine A to B 1.000000")
+    assert all(len(text) >= 12_000 for text in ab_throughput.long_documents(2))

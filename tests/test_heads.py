@@ -24,7 +24,7 @@ def test_every_layer_is_rewritten_and_vectors_are_kept(
     recipe = load_recipes()[variant]
     assert all("flat_heads" in r.fusions for r in load_recipes().values())
     # every Attention at the top level, not inside banded_attention's If (tests/test_window.py)
-    recipe = without(recipe, "banded_attention")
+    recipe = without(recipe, "banded_attention", "split_queries")
     plain_recipe = without(recipe, "flat_heads")
     fused_path, plain_path = tmp_path / "fused" / "model.onnx", tmp_path / "plain" / "model.onnx"
     calibration = TEXTS * 4 if recipe.calibrated() else None

@@ -29,9 +29,10 @@ HALF = 1  # the tiny checkpoint's, checked against its config below
 
 @pytest.fixture(scope="module")
 def pair(tiny_optimum: Path, tokenize, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """int8 built by its recipe, and by the same recipe without banded_attention."""
+    """int8 built by its recipe, and by the same recipe without banded_attention (both
+    without split_queries, which wraps Attention nodes in an If of its own: test_split.py)."""
     out = tmp_path_factory.mktemp("window")
-    recipe = load_recipes()["int8"]
+    recipe = without(load_recipes()["int8"], "split_queries")
     assert all("banded_attention" in r.fusions for r in load_recipes().values())
     plain = without(recipe, "banded_attention")
     paths = out / "banded" / "model.onnx", out / "plain" / "model.onnx"
@@ -86,7 +87,7 @@ def test_any_chunk_size_gives_the_same_vectors(pair, tokenize, tmp_path: Path, c
 
 def test_graph_without_a_band_is_left_alone(tiny_optimum: Path, tokenize, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     fp32 = load_recipes()["fp32"]
-    plain = without(fp32, "banded_attention")
+    plain = without(fp32, "banded_attention", "split_queries")
     path = tmp_path / "model.onnx"
     build_variant(tiny_optimum, path, plain, None, tokenize)
     model = G.load(path)
