@@ -13,7 +13,6 @@ doubled the other's latency when the two alternated query by query (p50 24 ms ag
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -22,20 +21,13 @@ import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.benchmarks import corpus
+from embgemma_plugins.benchmarks.harness import AB_PAUSE_S, ab_parser
 
 BLOCK = 14  # queries per turn
-PAUSE_S = 0.05  # at each switch of session
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m embgemma_plugins.benchmarks.ab_latency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--rounds", type=int, default=2, help="passes over the 126 queries")
+    p = ab_parser("ab_latency", __doc__, "the 126 queries")
     args = p.parse_args(argv)
     models = [EmbeddingGemma(path, build_missing=False) for path in (args.a, args.b)]
     queries = corpus.queries()
@@ -46,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     blocks = [queries[i : i + BLOCK] for i in range(0, len(queries), BLOCK)]
     for block in blocks * args.rounds:
         for m, t in zip(models, times, strict=True):
-            time.sleep(PAUSE_S)  # the other session's threads stop spinning
+            time.sleep(AB_PAUSE_S)  # the other session's threads stop spinning
             for q in block:
                 start = time.perf_counter()
                 m.embed_queries([q])

@@ -16,7 +16,6 @@ for documents of about 700 tokens, the length of a large RAG chunk).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -25,8 +24,7 @@ import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.benchmarks import corpus
-
-PAUSE_S = 0.05  # at each switch of session: the other session's threads stop spinning
+from embgemma_plugins.benchmarks.harness import AB_PAUSE_S, ab_parser, cosine_stats
 
 
 def long_documents(n: int, chars: int = 12_000) -> list[str]:
@@ -43,16 +41,9 @@ def long_documents(n: int, chars: int = 12_000) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m embgemma_plugins.benchmarks.ab_throughput",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--rounds", type=int, default=2, help="passes over the documents")
+    p = ab_parser("ab_throughput", __doc__, "the documents")
     p.add_argument("--slices", type=int, default=4, help="turns per pass")
-    p.add_argument("--long", type=int, default=0, metavar="N", help="N 2,048-token documents")
+    p.add_argument("--long", type=int, default=0, metavar="N", help="N long documents instead")
     p.add_argument("--chars", type=int, default=12_000, help="characters per --long document")
     args = p.parse_args(argv)
     models = [EmbeddingGemma(path, build_missing=False) for path in (args.a, args.b)]
@@ -65,18 +56,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in range(args.rounds):
         for part in slices:
             for side, m in enumerate(models):
-                time.sleep(PAUSE_S)
+                time.sleep(AB_PAUSE_S)
                 start = time.perf_counter()
                 got = m.embed_documents(part)
                 seconds[side] += time.perf_counter() - start
                 if r == 0:
                     vectors[side].append(got)
-    a, b = (np.concatenate(v) for v in vectors)
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    _, lowest = cosine_stats(*(np.concatenate(v) for v in vectors))
     print(
         f"{len(docs)} documents x {args.rounds} rounds: A {seconds[0]:.1f} s, "
         f"B {seconds[1]:.1f} s, B/A {seconds[1] / seconds[0]:.3f}; "
-        f"minimum cosine A to B {cos.min():.6f}"
+        f"minimum cosine A to B {lowest:.6f}"
     )
     return 0
 

@@ -6,6 +6,7 @@ peak RSS each worker reports is its own runtime's, not the sum of all of them.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -16,6 +17,9 @@ import numpy as np
 
 ONNX = "onnx"
 ST = "st"
+# A/B scripts (ab_latency, ab_throughput) pause at each switch of session: ONNX Runtime's
+# worker threads spin for a while after a run, and on 2 cores they slow the other session.
+AB_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,19 @@ def peak_rss_mb() -> float | None:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes vs kB
+
+
+def ab_parser(module: str, doc: str | None, passes: str) -> argparse.ArgumentParser:
+    """The command line the A/B scripts share: two model folders and the passes over `passes`."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m embgemma_plugins.benchmarks.{module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--rounds", type=int, default=2, help=f"passes over {passes}")
+    return p
 
 
 def cosine_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -2,20 +2,20 @@
 
 ONNX Runtime's CPU `Attention` spreads batch x heads over its threads. EmbeddingGemma has
 3 query heads, so a batch of one is 3 tasks for 2 threads: one thread idles through half
-the op. One-op graphs on a 2-core host (benchmarks/notes.md): 55 GMAC/s at 1 x 512 tokens
-and 43 at 1 x 2048, against 100 to 113 at 2 x 512 ... 16 x 64. A batch of one is common:
-the token-budget batching gives any input over half the budget a batch of its own, so
-every long document runs its full-attention layers this way, and a 2,048-token document's
-4 global layers took 152 ms each.
+the op. `python -m embgemma_plugins.benchmarks.attention` on a 2-core host: 67 GMAC/s at
+1 x 512 tokens and 50 at 1 x 2048, against 129 to 138 at 2 x 512 ... 16 x 64. A batch of
+one is common: the token-budget batching gives any input over half the budget a batch of
+its own, so every long document runs its full-attention layers this way.
 
 For a batch of one of at least `MIN_TOKENS` tokens, this fusion stacks the first and the
 last ceil(T / 2) query rows as a batch of two (they overlap by one row when T is odd), each
 against all keys (k and v copied once), and joins the two halves of the output. Each query
 row meets the same keys under the same mask row, so the vectors are the same bit for bit
-(the kernel's sums per row do not depend on how many rows it has). Measured on the same
-one-op graphs: 0.50x the time at 1 x 838 and 1 x 2048, 0.58x at 1 x 512, 0.73x at 1 x 128,
-0.90x at 1 x 64; 1.06x at 1 x 32 (hence the threshold) and 1.1x to 1.6x for batches of two
-or more (hence only a batch of one).
+(the kernel's sums per row do not depend on how many rows it has). The same command, the
+stored form (the `If` and its shape arithmetic included): 0.51x the time at 1 x 2048,
+0.54x at 1 x 838, 0.60x at 1 x 512, 0.82x at 1 x 192, 0.91x at 1 x 128; 0.96x to 1.04x at
+1 x 96 and 1.14x at 1 x 64, hence the threshold. Batches of two or more keep the node as
+it was: split, they took 1.1x to 1.6x the time (an ad hoc graph that always split).
 
 It wraps every top-level `Attention` and, inside an `If`, those that read q from outside
 their branch: the short-input branch of `banded_attention`'s `If`, not its chunked branch,
@@ -28,9 +28,9 @@ import onnx
 from onnx import helper
 
 from . import graph as G
-from .window import Builder
+from .builder import Builder
 
-MIN_TOKENS = 64  # below it the split costs more than it saves (1.06x at 32 tokens)
+MIN_TOKENS = 128  # below it the split saves little or costs (1.14x at 64 tokens)
 PREFIX = "split_"  # names of this fusion's nodes
 
 
@@ -56,9 +56,7 @@ class _Shared:
 
     def __init__(self, b: Builder, min_tokens: int) -> None:
         self.b = b
-        shape = b.op("Shape", ["input_ids"], "shape")
-        batch = b.op("Gather", [shape, b.c("zero", 0)], "batch")
-        tokens = b.op("Gather", [shape, b.c("one", 1)], "tokens")
+        batch, tokens = b.batch_and_tokens()
         single = b.op("Equal", [batch, b.c("one", 1)], "single")
         long = b.op("GreaterOrEqual", [tokens, b.c("min", min_tokens)], "long")
         self.cond = b.op("And", [single, long], "cond")
@@ -66,8 +64,9 @@ class _Shared:
         self.half, self.tokens = b.vec(half, "half_1"), b.vec(tokens, "tokens_1")
         self.start = b.vec(b.op("Sub", [tokens, half], "start"), "start_1")  # T - h
         skip = b.op("Sub", [b.op("Add", [half, half], "h2"), tokens], "skip")  # 2h - T: 0 or 1
-        self.skip = b.vec(skip, "skip_1")
         one1 = b.c("one_1", [1])
+        # the second half's output rows past the overlap: [1, 2h - T] to the end, axes 0, 1
+        self.tail = b.op("Concat", [one1, b.vec(skip, "skip_1")], "tail", axis=0)
         self.rows = b.op("Concat", [one1, one1, self.tokens, self.tokens], "rows", axis=0)
 
 
@@ -89,19 +88,22 @@ def _if(attention: onnx.NodeProto, s: _Shared) -> onnx.NodeProto:
     tag = PREFIX + (attention.name or attention.output[0]).strip("/").replace("/", "_")
     b, c = Builder(tag), s.b.c
     axis0, axis1, axis2 = c("axis0", [0]), c("axis1", [1]), c("axis2", [2])
-    zero1, one1, two1 = c("zero_1", [0]), c("one_1", [1]), c("two_1", [2])
-    halves = [b.op("Slice", [q, zero1, s.half, axis1], "q_a"),
-              b.op("Slice", [q, s.start, s.tokens, axis1], "q_b")]
+    zero1, one1 = c("zero_1", [0]), c("one_1", [1])
+
+    def halves(x: str, axis: str, name: str) -> str:
+        """The first and the last h rows of `x` along `axis`, stacked along the batch."""
+        return b.op("Concat", [b.op("Slice", [x, zero1, s.half, axis], name + "_a"),
+                               b.op("Slice", [x, s.start, s.tokens, axis], name + "_b")],
+                    name, axis=0)
+
     full = b.op("Expand", [mask, s.rows], "mask_full")  # one mask row per query row
-    rows = [b.op("Slice", [full, zero1, s.half, axis2], "mask_a"),
-            b.op("Slice", [full, s.start, s.tokens, axis2], "mask_b")]
-    inputs = [b.op("Concat", halves, "q", axis=0)]
+    inputs = [halves(q, axis1, "q")]
     inputs += [b.op("Concat", [x, x], name, axis=0) for name, x in (("k", k), ("v", v))]
-    inputs.append(b.op("Concat", rows, "mask", axis=0))
+    inputs.append(halves(full, axis2, "mask"))
     attrs = {a.name: helper.get_attribute_value(a) for a in attention.attribute}
     out = b.op("Attention", inputs, "out", **attrs)  # [2, h, heads x dim]
     first = b.op("Slice", [out, zero1, one1, axis0], "out_a")
-    second = b.op("Slice", [out, one1, two1, axis0], "out_b")
-    second = b.op("Slice", [second, s.skip, c("end_1", [2**62]), axis1], "out_b_rows")
+    ends = c("ends", [2, 2**62])
+    second = b.op("Slice", [out, s.tail, ends, c("axes01", [0, 1])], "out_b")
     then = b.op("Concat", [first, second], "then", axis=1)
     return b.if_else(s.cond, then, attention)

@@ -26,13 +26,13 @@ leaves 4-D (heads-first) attention alone.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from . import graph as G
+from .builder import Builder
 
 CHUNK = 64  # query rows per chunk: 576 keys each for EmbeddingGemma's window (W = 256)
 MASK_OPS = {"And", "Or", "Not", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Equal",
@@ -81,45 +81,6 @@ def _half_window(
     return None
 
 
-class Builder:
-    """Nodes and int64 constants under one name prefix; a constant is made once per name."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix, self.nodes = prefix, list[onnx.NodeProto]()
-        self.consts: dict[str, onnx.TensorProto] = {}
-
-    def c(self, name: str, value: object) -> str:
-        full = f"{self.prefix}_{name}"
-        if full not in self.consts:
-            self.consts[full] = numpy_helper.from_array(np.asarray(value, dtype=np.int64), full)
-        return full
-
-    def op(self, kind: str, inputs: list[str], out: str, **attrs: Any) -> str:
-        full = f"{self.prefix}_{out}"
-        self.nodes.append(helper.make_node(kind, inputs, [full], name=f"{self.prefix}/{out}",
-                                           **attrs))
-        return full
-
-    def vec(self, scalar: str, out: str) -> str:
-        """`scalar` as a 1-element vector, for shapes and pads."""
-        return self.op("Unsqueeze", [scalar, self.c("axis0", [0])], out)
-
-    def if_else(self, cond: str, then: str, node: onnx.NodeProto) -> onnx.NodeProto:
-        """If(cond): this builder's nodes, giving `then`; else: `node` as it was. The If
-        takes `node`'s (float) output name, so it replaces `node` in place."""
-        plain = onnx.NodeProto()
-        plain.CopyFrom(node)
-        plain.output[0] = f"{self.prefix}_else"
-        value = helper.make_tensor_value_info
-        return helper.make_node(
-            "If", [cond], list(node.output[:1]), name=f"{self.prefix}/If",
-            then_branch=helper.make_graph(self.nodes, self.prefix + "_then", [],
-                                          [value(then, TensorProto.FLOAT, None)]),
-            else_branch=helper.make_graph([plain], self.prefix + "_else", [],
-                                          [value(plain.output[0], TensorProto.FLOAT, None)]),
-        )
-
-
 class _Plan(NamedTuple):
     """What every chunked branch reads (tensor names), computed once per run."""
 
@@ -146,8 +107,7 @@ def _plan(b: Builder, chunk: int, w: int) -> _Plan:
     keys = b.c("keys", chunk + 2 * w)
     z1, w1, one1, minus1 = b.c("z1", [0]), b.c("w_1", [w]), b.c("one_1", [1]), b.c("minus1", [-1])
     axis0, axis1 = b.c("axis0", [0]), b.c("axis1", [1])
-    shape = b.op("Shape", ["input_ids"], "shape")
-    batch, tokens = b.op("Gather", [shape, zero], "batch"), b.op("Gather", [shape, one], "tokens")
+    batch, tokens = b.batch_and_tokens()
     chunked = b.op("Greater", [tokens, keys], "chunked")
     n_chunks = b.op("Div", [b.op("Add", [tokens, b.c("chunk_less_one", chunk - 1)], "t1"), cq],
                     "chunks")

@@ -155,3 +155,13 @@ def test_ab_throughput_compares_two_folders_on_the_same_documents(tiny_model, ca
     assert line.startswith("2 documents" if extra else f"{len(corpus.documents())} documents")
     assert "B/A" in line and line.rstrip().endswith("minimum cosine A to B 1.000000")
     assert all(len(text) >= 12_000 for text in ab_throughput.long_documents(2))
+
+
+def test_attention_times_the_stored_node_and_its_split_form(capsys):
+    from embgemma_plugins.benchmarks import attention
+
+    # either side of split_queries' threshold: the two graphs must agree bit for bit
+    assert attention.main(["--shapes", "1x130", "1x129", "2x16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["B", "x", "T"] and len(lines) == 4
+    assert [line.split()[0] for line in lines[1:]] == ["1x130", "1x129", "2x16"]
