@@ -1,7 +1,5 @@
-"""Throughput, latency, load time and memory of the project against sentence-transformers.
+"""Developer-only benchmark scripts: A/B comparisons, kernel and attention timings, profiles.
 
-Shipped inside the package (``embgemma_plugins.benchmarks``) so ``embgemma bench``
-works on a user's machine, not only in a source checkout.  ``run`` orchestrates,
-``worker`` measures one runtime in its own process, ``harness`` holds the pure
-pieces, ``report`` renders Markdown and the plot, ``rss_cli`` measures the CLI path.
+Not installed with the package; run them from a checkout (``python -m benchmarks.kernels``).
+The benchmark that users run, ``embgemma bench``, lives in :mod:`embgemma_plugins.bench`.
 """

@@ -8,7 +8,7 @@ for a while after a run, and one session's spinning thread on a 2-core machine r
 doubled the other's latency when the two alternated query by query (p50 24 ms against
 12 ms alone), which hides the absolute figures::
 
-    python -m embgemma_plugins.benchmarks.ab_latency FOLDER_A FOLDER_B
+    python -m benchmarks.ab_latency FOLDER_A FOLDER_B
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
-from embgemma_plugins.benchmarks import corpus
-from embgemma_plugins.benchmarks.harness import AB_PAUSE_S, ab_parser
+from embgemma_plugins.bench import corpus
+from embgemma_plugins.bench.harness import AB_PAUSE_S, ab_parser
 
 BLOCK = 14  # queries per turn
 

@@ -6,8 +6,8 @@ one call, with the runtime's own batching), so a host that slows down midway slo
 Prints each side's total time, the ratio B / A, and the lowest cosine between the two
 sides' vectors (a speed change should not move them)::
 
-    python -m embgemma_plugins.benchmarks.ab_throughput FOLDER_A FOLDER_B
-    python -m embgemma_plugins.benchmarks.ab_throughput A B --long 10   # 2,048-token documents
+    python -m benchmarks.ab_throughput FOLDER_A FOLDER_B
+    python -m benchmarks.ab_throughput A B --long 10   # 2,048-token documents
 
 ``--long N`` replaces the benchmark documents by N long ones, benchmark documents joined
 and cut at the model's 2,048 tokens by the runtime: a batch of one each (``--chars 3000``
@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
-from embgemma_plugins.benchmarks import corpus
-from embgemma_plugins.benchmarks.harness import AB_PAUSE_S, ab_parser, cosine_stats
+from embgemma_plugins.bench import corpus
+from embgemma_plugins.bench.harness import AB_PAUSE_S, ab_parser, cosine_stats
 
 
 def long_documents(n: int, chars: int = 12_000) -> list[str]:

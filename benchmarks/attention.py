@@ -5,8 +5,8 @@ length pairs (3 query heads, one key/value head of 256, a boolean key-padding ma
 quarter of the last row padded) and the same graph after the project's own
 `split_queries` fusion, and checks that the two give the same output bit for bit::
 
-    python -m embgemma_plugins.benchmarks.attention
-    python -m embgemma_plugins.benchmarks.attention --shapes 1x2048 2x512
+    python -m benchmarks.attention
+    python -m benchmarks.attention --shapes 1x2048 2x512
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def best_ms(sess: ort.InferenceSession, inputs: dict[str, np.ndarray], reps: int
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m embgemma_plugins.benchmarks.attention",
+        prog="python -m benchmarks.attention",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,9 +6,9 @@ GEMM of the rows' rounding remainder (rowwise2) and MatMulNBits' int8 path, on i
 one outlier channel (30x) and one outlier token (20x), as EmbeddingGemma's activations have.
 Each graph is built by the project's own kernel code::
 
-    python -m embgemma_plugins.benchmarks.kernels            # 2048 x 768 @ 768 x 1152
-    python -m embgemma_plugins.benchmarks.kernels --m 12     # a short query's rows
-    python -m embgemma_plugins.benchmarks.kernels --k 1152 --n 768  # down_proj's shape
+    python -m benchmarks.kernels            # 2048 x 768 @ 768 x 1152
+    python -m benchmarks.kernels --m 12     # a short query's rows
+    python -m benchmarks.kernels --k 1152 --n 768  # down_proj's shape
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def measure(
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m embgemma_plugins.benchmarks.kernels",
+        prog="python -m benchmarks.kernels",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,7 +5,7 @@ MatMuls versus unfused element-wise work, say), so this embeds benchmark documen
 through the real runtime with ORT profiling on and prints each operator type's
 share of kernel time::
 
-    python -m embgemma_plugins.benchmarks.profile --variant int8 --docs 48
+    python -m benchmarks.profile --variant int8 --docs 48
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from embgemma_plugins.benchmarks import corpus
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.bench import corpus
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.registry import variants
 
 
 def summarise(trace: list[dict[str, object]]) -> list[tuple[str, float, int]]:
@@ -60,11 +61,11 @@ def profile(model: str, variant: str | None, docs: int, threads: int | None) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embgemma_plugins.benchmarks.profile",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.profile",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--variant", choices=VARIANTS)
+    p.add_argument("--variant", choices=variants())
     p.add_argument("--docs", type=int, default=48)
     p.add_argument("--threads", type=int)
     p.add_argument("--top", type=int, default=20)

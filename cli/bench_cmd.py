@@ -1,6 +1,6 @@
 """``embgemma bench``: the benchmark's quick form on the user's own machine.
 
-The harness lives in :mod:`embgemma_plugins.benchmarks`; this command only picks a
+The harness lives in :mod:`embgemma_plugins.bench`; this command only picks a
 plan and prints the table, so the numbers it shows are the ones docs/benchmarks.md
 is made of, measured the same way.
 """
@@ -12,13 +12,14 @@ from pathlib import Path
 
 import click
 
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.store import registry
+from embgemma_plugins.store.layout import DEFAULT_MODEL
 
 
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Hub id or local model folder.")
-@click.option("--variant", "variants", multiple=True, type=click.Choice(VARIANTS),
+@click.option("--variant", "variants", multiple=True, type=click.Choice(registry.variants()),
               help="Variant to measure (repeatable; default: every variant in the store).")
 @click.option("--dim", "dims", multiple=True, type=click.Choice(["768", "512", "256", "128"]),
               help="Matryoshka dimensions (repeatable; default 768, or 768 and 256 with --full).")
@@ -51,8 +52,8 @@ def bench(variants: tuple[str, ...], dims: tuple[str, ...], docs: int | None,
       embgemma bench --no-st --threads 4
       embgemma bench --full --out benchmarks.md
     """
-    from embgemma_plugins.benchmarks import report
-    from embgemma_plugins.benchmarks.run import QUICK, Plan, run
+    from embgemma_plugins.bench import report
+    from embgemma_plugins.bench.run import QUICK, Plan, run
 
     plan = Plan() if full else QUICK
     plan = replace(plan, model=model, st_model=st_model, threads=threads, include_st=not no_st,

@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
-from embgemma_plugins.cli.embed_run import EmbedArgs, execute
-from embgemma_plugins.cli.quantise import PRECISIONS
-from embgemma_plugins.cli.readers import FORMATS
+from embgemma_plugins.jobs.plan import CHUNK_ROWS, ENGINES
+from embgemma_plugins.jobs.quantise import PRECISIONS
+from embgemma_plugins.jobs.readers import FORMATS
 from embgemma_plugins.maths import DIMENSIONS
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.registry import variants
 
-CHUNK_ROWS = 256
+from .embed_run import execute
 
 
 @click.command()
@@ -29,7 +30,7 @@ CHUNK_ROWS = 256
               help="Copy FIELD into the output (repeatable).")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Hub id or local model folder.")
-@click.option("--variant", type=click.Choice(VARIANTS),
+@click.option("--variant", type=click.Choice(variants()),
               help="Model variant (default: the store default).")
 @click.option("--dim", type=click.Choice([str(d) for d in DIMENSIONS]), default="768",
               show_default=True, help="Matryoshka dimensions.")
@@ -55,7 +56,7 @@ CHUNK_ROWS = 256
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=CHUNK_ROWS, show_default=True,
               help="Rows per resumable chunk (a kill loses at most one chunk of work).")
-@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+@click.option("--engine", type=click.Choice(ENGINES), default="local",
               show_default=True, help="Run here, or on a Ray cluster (the `ray` extra).")
 @click.option("--address", help="Ray cluster to join (default: RAY_ADDRESS, else start one).")
 @click.option("--actors", type=click.IntRange(min=1),
@@ -86,13 +87,4 @@ def embed(**options: object) -> None:
       embgemma embed queries.txt q.parquet --task query --provider cuda
       embgemma embed s3://bucket/docs.jsonl docs.parquet --engine ray --address auto
     """
-    engine, address, actors = (options.pop(k) for k in ("engine", "address", "actors"))
-    if engine == "ray":  # docs/ray.md; Ray is imported only if installed and asked for
-        from embgemma_plugins.ray.engine import execute_ray
-
-        execute_ray(EmbedArgs.from_options(options), str(address) if address else None,
-                    actors if isinstance(actors, int) else None)
-        return
-    if address or actors:
-        raise click.UsageError("--address and --actors need --engine ray")
-    execute(EmbedArgs.from_options(options))
+    execute(options)

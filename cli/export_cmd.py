@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from embgemma_plugins.errors import EmbeddingGemmaError
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, DEFAULT_VARIANT, VARIANTS
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.registry import default_variant, variants
 
 
 @click.command()
@@ -17,7 +18,9 @@ from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, DEFAULT_VARIANT, V
     show_default=True,
     help="Hub id or local sentence-transformers checkpoint folder.",
 )
-@click.option("--variant", type=click.Choice(VARIANTS), default=DEFAULT_VARIANT, show_default=True)
+@click.option(
+    "--variant", type=click.Choice(variants()), default=default_variant(), show_default=True
+)
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -55,7 +58,7 @@ def export(
       embgemma export --model ./my-finetuned-checkpoint --variant fp32 --out ./fp32
       embgemma export --variant int4 --fidelity-corpus my-queries-and-docs.jsonl
     """
-    from embgemma_plugins.resolve import export_available
+    from embgemma_plugins.store.resolve import export_available
 
     if not export_available():
         raise click.ClickException(

@@ -37,7 +37,7 @@ def help_text(command: click.Command, name: str, parent: click.Context | None = 
 
 
 def render() -> str:
-    from embgemma_plugins.cli.main import cli
+    from .main import cli
 
     root = click.Context(cli, info_name="embgemma", terminal_width=100, max_content_width=100,
                          help_option_names=["-h", "--help"])

@@ -9,11 +9,12 @@ from __future__ import annotations
 import click
 
 from embgemma_plugins import __version__
-from embgemma_plugins.cli.bench_cmd import bench
-from embgemma_plugins.cli.embed_cmd import embed
-from embgemma_plugins.cli.export_cmd import export
-from embgemma_plugins.cli.search_cmd import search
-from embgemma_plugins.cli.store_cmds import info, models, tasks
+
+from .bench_cmd import bench
+from .embed_cmd import embed
+from .export_cmd import export
+from .search_cmd import search
+from .store_cmds import info, models, tasks
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,4 @@
-"""What a run prints at its end, and the hint about the work it keeps."""
+"""What a run prints at its end."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ from typing import Any
 
 import click
 
-from embgemma_plugins.cli.job import Totals
-from embgemma_plugins.cli.parts import PART_SUFFIX
-from embgemma_plugins.cli.progress import Progress, duration
-from embgemma_plugins.cli.workdir import WorkDir
+from embgemma_plugins.jobs.job import Totals
 
-
-def saved_hint(work: WorkDir) -> str:
-    parts = len(list(work.path.glob(f"part-*{PART_SUFFIX}"))) if work.path.is_dir() else 0
-    return f"\n{parts} finished chunk(s) are kept in {work.path}" if parts else ""
+from .progress import Progress, duration
 
 
 def report(out: Path, id_field: str | None, t: Totals, progress: Progress,

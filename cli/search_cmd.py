@@ -15,8 +15,8 @@ from typing import Any
 import click
 import numpy as np
 
-from embgemma_plugins.cli.output import read_metadata
 from embgemma_plugins.errors import EmbeddingGemmaError
+from embgemma_plugins.jobs.output import read_metadata
 
 
 def _top_k(path: Path, query: np.ndarray, k: int) -> list[tuple[float, dict[str, Any]]]:

@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from embgemma_plugins.errors import EmbeddingGemmaError
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS, list_variants, store_root
+from embgemma_plugins.store.layout import DEFAULT_MODEL, list_variants, store_root
+from embgemma_plugins.store.registry import variants
 
 
 def human_size(n: int) -> str:
@@ -72,7 +73,7 @@ def models(as_json: bool) -> None:
 @click.command()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True,
               help="Hub id or local model folder whose prompt table to show.")
-@click.option("--variant", type=click.Choice(VARIANTS), help="Store variant to read it from.")
+@click.option("--variant", type=click.Choice(variants()), help="Store variant to read it from.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def tasks(model: str, variant: str | None, as_json: bool) -> None:
     """Show the task names accepted by --task and the prompt each one adds.
@@ -82,9 +83,9 @@ def tasks(model: str, variant: str | None, as_json: bool) -> None:
       embgemma tasks
       embgemma embed questions.txt q.parquet --task query
     """
-    from embgemma_plugins import hub
     from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
-    from embgemma_plugins.resolve import load_prompt_table, locate
+    from embgemma_plugins.store import hub
+    from embgemma_plugins.store.resolve import load_prompt_table, locate
 
     try:
         try:

@@ -31,3 +31,27 @@ class NonFiniteEmbeddingError(EmbeddingGemmaError, ValueError):
 
 class BelowBarError(EmbeddingGemmaError):
     """An exported variant whose measured fidelity misses its bar (it is not installed)."""
+
+
+class InputError(EmbeddingGemmaError):
+    """An input that cannot be read at all (not a single bad row)."""
+
+
+class JobError(EmbeddingGemmaError):
+    """A batch job that stopped; the message says what was kept and how to go on."""
+
+
+class RowError(JobError):
+    """A row that stops the run (bad input under ``on_error="error"``, or too long);
+    picklable, so it crosses from a Ray actor to the driver whole."""
+
+    def __init__(self, message: str, saved_rows: int = 0) -> None:
+        super().__init__(message)
+        self.saved_rows = saved_rows
+
+    def __reduce__(self) -> tuple[type[RowError], tuple[str, int]]:
+        return (type(self), (str(self), self.saved_rows))
+
+
+class JobInterrupted(JobError):
+    """A job stopped by SIGINT or SIGTERM; finished chunks are kept for ``--resume``."""

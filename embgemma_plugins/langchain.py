@@ -24,7 +24,7 @@ try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
 
-    from embgemma_plugins.config import EmbeddingGemmaSettings
+    from embgemma_plugins.framework import EmbeddingGemmaSettings
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         f"EmbeddingGemmaEmbeddings needs LangChain ({e.name} is missing): "

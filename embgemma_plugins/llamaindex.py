@@ -24,7 +24,7 @@ try:
     from llama_index.core.schema import BaseNode, MetadataMode
     from pydantic import Field, model_validator
 
-    from embgemma_plugins.config import EmbeddingGemmaSettings
+    from embgemma_plugins.framework import EmbeddingGemmaSettings
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(
         f"EmbeddingGemmaEmbedding needs LlamaIndex ({e.name} is missing): "

@@ -15,17 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS, plan_batches
+from embgemma_plugins.batching import plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
-from embgemma_plugins.maths import check_dimensions, check_finite, truncate
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
+from embgemma_plugins.maths import check_finite, truncate
 from embgemma_plugins.pages import TablePages
 from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable, choose_prompt
-from embgemma_plugins.resolve import ModelFiles, locate
-from embgemma_plugins.session import ProviderSpec, create_session, run_batch
-from embgemma_plugins.tokenizer import Encoded, Tokenizer
+from embgemma_plugins.session import create_session, run_batch
+from embgemma_plugins.settings import ModelSettings, Providers
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.resolve import ModelFiles, load_prompt_table, locate
+from embgemma_plugins.tokenizer import MAX_LENGTH, Encoded, Tokenizer
 
-MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
+__all__ = ["DEFAULT_MODEL", "MAX_LENGTH", "EmbeddingGemma", "check_texts"]
+_DEFAULTS = ModelSettings()
 
 
 def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -42,7 +44,7 @@ def check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
 
 
 class EmbeddingGemma:
-    """EmbeddingGemma on ONNX Runtime (see DESIGN.md for the public contract).
+    """EmbeddingGemma on ONNX Runtime (the public contract: docs/architecture.md).
 
     Args:
         model: a hub id (``google/embeddinggemma-300m``) or a local folder: a store
@@ -55,38 +57,46 @@ class EmbeddingGemma:
         max_length: tokens per text, BOS and EOS included; longer texts are cut.
         batch_tokens: padded tokens per batch; bounds memory per session run.
         build_missing: build a missing store variant when the export extra is present.
+
+    The arguments are those of :class:`~embgemma_plugins.settings.ModelSettings`, checked
+    there; :meth:`from_settings` opens a model from such an object.
     """
 
     def __init__(
         self,
-        model: str | Path = DEFAULT_MODEL,
-        variant: str | None = None,
-        dimensions: int = 768,
-        providers: str | Sequence[ProviderSpec] | None = None,
-        threads: int | None = None,
+        model: str | Path = _DEFAULTS.model,
+        variant: str | None = _DEFAULTS.variant,
+        dimensions: int = _DEFAULTS.dimensions,
+        providers: Providers = _DEFAULTS.providers,
+        threads: int | None = _DEFAULTS.threads,
         *,
-        max_length: int = MAX_LENGTH,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        build_missing: bool = True,
+        max_length: int = _DEFAULTS.max_length,
+        batch_tokens: int = _DEFAULTS.batch_tokens,
+        build_missing: bool = _DEFAULTS.build_missing,
     ) -> None:
-        self.dimensions = check_dimensions(dimensions)
-        if not 3 <= max_length <= MAX_LENGTH:
-            raise InvalidArgumentError(f"max_length must be in 3..{MAX_LENGTH}, got {max_length}")
-        if batch_tokens < 1:
-            raise InvalidArgumentError(f"batch_tokens must be positive, got {batch_tokens}")
-        self.max_length = max_length
-        self.batch_tokens = batch_tokens
-        self.model = str(model)
-        self.files: ModelFiles = locate(model, variant, build_missing)
+        s = ModelSettings(str(model), variant, dimensions, providers, threads, max_length,
+                          batch_tokens, build_missing)
+        self.settings = s
+        self.model, self.dimensions = s.model, s.dimensions
+        self.max_length, self.batch_tokens = s.max_length, s.batch_tokens
+        self.files: ModelFiles = locate(model, s.variant, s.build_missing)
         manifest = self.files.manifest
-        self.variant = manifest.variant if manifest else (variant or "fp32")
+        self.variant = manifest.variant if manifest else (s.variant or "fp32")
         self.revision = manifest.revision if manifest else None
         self.tokenizer = Tokenizer(self.files.tokenizer)
         self.session, self.table_pages = TablePages.open(  # the table's pages: bounds RSS
-            lambda: create_session(self.files.onnx, providers, threads), self.files.onnx
+            lambda: create_session(self.files.onnx, s.providers, s.threads), self.files.onnx
         )
         self._prompts: PromptTable | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings) -> EmbeddingGemma:
+        """The model ``settings`` describe."""
+        s = settings
+        return cls(s.model, s.variant, s.dimensions, s.providers, s.threads,
+                   max_length=s.max_length, batch_tokens=s.batch_tokens,
+                   build_missing=s.build_missing)
 
     def __repr__(self) -> str:
         return (
@@ -103,8 +113,6 @@ class EmbeddingGemma:
         """The checkpoint's prompt table (loaded on first use)."""
         with self._lock:
             if self._prompts is None:
-                from embgemma_plugins.resolve import load_prompt_table
-
                 self._prompts = load_prompt_table(self.files)
             return self._prompts
 

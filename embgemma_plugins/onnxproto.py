@@ -1,6 +1,6 @@
 """Read an ONNX graph file without importing the `onnx` package.
 
-Only packed variants need their graph parsed at load (embgemma_plugins/packed.py), and
+Only packed variants need their graph parsed at load (embgemma_plugins/unpack4.py), and
 `import onnx` costs more than the parse: 0.55 s and 15 MB resident, nearly all of it
 `ml_dtypes`, which onnx's helpers import (measured, `python -X importtime`; the int4
 variant's peak RSS was int8's plus exactly that). The protobuf classes themselves live in

@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from embgemma_plugins.errors import InvalidArgumentError
-from embgemma_plugins.packed import is_packed, load_packed
+from embgemma_plugins.unpack4 import is_packed, load_packed
 
 OUTPUT_NAME = "sentence_embedding"
 CPU = "CPUExecutionProvider"

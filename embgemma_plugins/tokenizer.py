@@ -20,6 +20,7 @@ import sentencepiece as spm
 from embgemma_plugins.errors import InvalidArgumentError
 
 MIN_LENGTH = 3  # BOS, at least one piece, EOS
+MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def real_checkpoint() -> Path:
-    from embgemma_plugins import hub
+    from embgemma_plugins.store import hub
 
     found = hub.cached(REAL_MODEL, "model.safetensors")
     if found is None:

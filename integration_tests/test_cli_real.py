@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embgemma_plugins.cli.output import read_metadata
-from embgemma_plugins.cli.workdir import work_path
+from embgemma_plugins.jobs.output import read_metadata
+from embgemma_plugins.jobs.workdir import work_path
 from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
 from tests.cli_process import embed_command
 

@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner
 
 from embgemma_plugins.cli.main import cli
-from embgemma_plugins.cli.output import read_metadata
-from embgemma_plugins.cli.parts import read_stats
-from embgemma_plugins.cli.workdir import work_path
+from embgemma_plugins.jobs.output import read_metadata
+from embgemma_plugins.jobs.parts import read_stats
+from embgemma_plugins.jobs.workdir import work_path
 from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
 from tests import conftest as unit
 from tests.cli_process import embed_command
@@ -233,7 +233,7 @@ def test_a_killed_actor_loses_no_row_and_adds_none(cluster, tiny_model, tmp_path
 
 
 def test_real_weights_few_hundred_documents(cluster, real_checkpoint, tmp_path):
-    from embgemma_plugins.resolve import locate
+    from embgemma_plugins.store.resolve import locate
 
     # The real store (conftest.real_store), which the Ray runtime inherited at start.
     model = locate(REAL_MODEL, "fp32").root

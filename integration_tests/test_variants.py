@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embgemma_plugins.onnx_models.fidelity import BARS, CORPUS, measure_variant
-from embgemma_plugins.onnx_models.manifest import Manifest
+from embgemma_plugins.onnx_models.fidelity import CORPUS, measure_variant
+from embgemma_plugins.store.manifest import Manifest
+from embgemma_plugins.store.registry import info
 from integration_tests.conftest import REAL_MODEL
 
 DIMS = ("768", "512", "256", "128")
@@ -34,7 +35,7 @@ def test_variant_meets_its_bar(built: tuple[str, Path]) -> None:
     assert manifest.verify(folder) == []
     fidelity = manifest.fidelity
     assert fidelity is not None and fidelity["passed"], fidelity["shortfalls"]
-    bar = BARS[variant]
+    bar = info(variant).bar
     assert fidelity["size_bytes"] <= bar.max_size_mb * 1e6
     for dims in DIMS:
         figures = fidelity["figures"][dims]

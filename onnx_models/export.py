@@ -27,15 +27,18 @@ from typing import Any
 import numpy as np
 from filelock import FileLock
 
-from embgemma_plugins import hub
-from embgemma_plugins.errors import BelowBarError, InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.errors import BelowBarError, InvalidArgumentError
 from embgemma_plugins.model import MAX_LENGTH
-from embgemma_plugins.onnx_models.fidelity import CALIBRATION, CORPUS, load_corpus, measure_variant
-from embgemma_plugins.onnx_models.manifest import Manifest
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
 from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
-from embgemma_plugins.resolve import TOKENIZER_FILE, check_variant
+from embgemma_plugins.store.checkpoint import resolve_checkpoint
+from embgemma_plugins.store.layout import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
+from embgemma_plugins.store.manifest import Manifest
+from embgemma_plugins.store.registry import check_variant
+from embgemma_plugins.store.resolve import TOKENIZER_FILE
 from embgemma_plugins.tokenizer import Tokenizer
+
+from .corpus import CALIBRATION, CORPUS, load_corpus
+from .fidelity import measure_variant
 
 Progress = Callable[[str], None]
 VERSIONED = (
@@ -48,14 +51,6 @@ VERSIONED = (
     "onnx",
     "onnxruntime",
 )
-_CHECKPOINT_FILES = [
-    "*.json",
-    "*.safetensors",
-    "tokenizer.model",
-    "*/*.json",
-    "*/*.safetensors",
-    "README.md",
-]
 
 
 def _stderr(message: str) -> None:
@@ -68,19 +63,6 @@ def package_versions() -> dict[str, str]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
     return found
-
-
-def resolve_checkpoint(model: str | Path) -> tuple[Path, str, str | None]:
-    """(local folder, model id, revision) of a hub id or a local checkpoint folder."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        if not (path / "modules.json").is_file():
-            raise ModelNotFoundError(
-                f"{path} is not a sentence-transformers checkpoint (no modules.json)"
-            )
-        return path.resolve(), str(path.resolve()), None
-    folder = hub.snapshot(str(model), allow_patterns=_CHECKPOINT_FILES)
-    return folder, str(model), folder.name
 
 
 def _check_transformers() -> None:
@@ -127,7 +109,8 @@ def _build_graph(
     fp32_model: Path, folder: Path, variant: str, checkpoint: Path, progress: Progress
 ) -> dict[str, Any]:
     """Write ``folder/model.onnx`` (+ ``model.onnx.data``) by the variant's recipe."""
-    from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+    from .build import build_variant
+    from .recipe import load_recipes
 
     recipe = load_recipes()[variant]
     tokenizer = Tokenizer(checkpoint / TOKENIZER_FILE)
@@ -169,6 +152,13 @@ def export_variant(
         _build(model, variant, target, progress, allow_below_bar, corpus)
     progress(f"{variant} variant ready in {target}")
     return target
+
+
+def build_missing(model: str | Path, variant: str) -> Path:
+    """The runtime's way to build a variant it cannot find: the entry point
+    ``embgemma_plugins.builders: onnx`` (pyproject.toml), so the runtime never imports this
+    layer. Builds into the store unless another process finished it meanwhile."""
+    return export_variant(model, variant, if_missing=True)
 
 
 def _peak_rss_mb() -> float:

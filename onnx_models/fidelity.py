@@ -11,68 +11,21 @@ smaller Matryoshka size (truncated and renormalised on both sides).
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import DIMENSIONS, l2_normalise
-from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE
-from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK
+from embgemma_plugins.store.manifest import MANIFEST_FILE
+from embgemma_plugins.store.registry import Bar, info
 
-CORPUS = Path(__file__).with_name("data") / "fidelity.jsonl.gz"
-CALIBRATION = CORPUS.with_name("calibration.jsonl.gz")
+from .corpus import CORPUS, load_corpus
+from .reference import candidate_vectors, reference_vectors
+
+__all__ = ["CORPUS", "TOP_K", "measure", "measure_variant", "shortfalls", "top_k_overlap"]
 TOP_K = 10
-
-
-@dataclass(frozen=True)
-class Bar:
-    """What a variant must reach against the fp32 reference (issue: quantised variants)."""
-
-    mean_cosine: float
-    min_cosine: float
-    top10_overlap: float
-    max_size_mb: float
-
-
-BARS: dict[str, Bar] = {
-    "fp32": Bar(0.9999, 0.999, 0.99, 1400),
-    "int8": Bar(0.995, 0.98, 0.95, 320),
-    "int4": Bar(0.985, 0.95, 0.90, 200),
-}
-
-
-@dataclass(frozen=True)
-class Corpus:
-    texts: list[str]
-    is_query: np.ndarray
-    digest: str
-
-    def tasks(self) -> list[str]:
-        return [QUERY_TASK if q else DOCUMENT_TASK for q in self.is_query]
-
-
-def load_corpus(path: Path = CORPUS) -> Corpus:
-    """Records with ``text`` and ``kind`` (``query`` or anything else) from JSONL(.gz)."""
-    raw = path.read_bytes()
-    lines = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode("utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    for number, r in enumerate(records, 1):
-        if not isinstance(r.get("text"), str):
-            raise InvalidArgumentError(f"{path}: record {number} has no string 'text' field")
-    corpus = Corpus(
-        [r["text"] for r in records],
-        np.array([r.get("kind") == "query" for r in records], dtype=bool),
-        hashlib.sha256(raw).hexdigest()[:16],
-    )
-    if not corpus.is_query.any() or corpus.is_query.all():
-        raise InvalidArgumentError(f"{path}: needs both queries (kind: query) and documents")
-    return corpus
 
 
 def _truncate(x: np.ndarray, dims: int) -> np.ndarray:
@@ -129,8 +82,6 @@ def measure_variant(
     corpus_file: Path = CORPUS,
 ) -> dict[str, Any]:
     """The manifest's ``fidelity`` record of the variant in ``folder``."""
-    from embgemma_plugins.onnx_models.reference import candidate_vectors, reference_vectors
-
     corpus = load_corpus(corpus_file)
     reference = reference_vectors(checkpoint, revision, corpus, cache_dir)
     figures = measure(reference, candidate_vectors(folder, corpus), corpus.is_query)
@@ -138,7 +89,8 @@ def measure_variant(
     size = sum(
         p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
     )
-    missed = shortfalls(figures, BARS[variant], size)
+    bar = info(variant).bar
+    missed = shortfalls(figures, bar, size)
     return {
         "reference": "sentence-transformers on the source checkpoint, fp32",
         "corpus": {
@@ -149,7 +101,7 @@ def measure_variant(
         },
         "size_bytes": size,
         "figures": figures,
-        "bar": asdict(BARS[variant]),
+        "bar": asdict(bar),
         "passed": not missed,
         "shortfalls": missed,
     }

@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from embgemma_plugins.maths import hadamard, rotation_block
-from embgemma_plugins.packed import PACKED_KEY, int8_columns
+from embgemma_plugins.unpack4 import PACKED_KEY, int8_columns
 
 from .blockquant import Quantised, pack4
 
@@ -175,5 +175,5 @@ def unpack_weights(model: onnx.ModelProto, packs: dict[str, tuple[Packed4, str]]
     rest = list(model.graph.node)
     del model.graph.node[:]
     model.graph.node.extend(nodes + rest)  # constants first: already in topological order
-    if packs:  # what the runtime reads to build these weights itself (embgemma_plugins/packed.py)
+    if packs:  # what the runtime reads to build these weights itself (embgemma_plugins/unpack4.py)
         model.metadata_props.add(key=PACKED_KEY, value=json.dumps(list(packs)))

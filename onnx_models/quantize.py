@@ -1,20 +1,13 @@
-"""Quantisation + graph-optimisation recipes for the EmbeddingGemma ONNX export.
+"""Store a graph's weight MatMuls and its token-embedding table by a recipe's rules.
 
-Recipes are data (`recipes.toml`, one table per variant); `build_variant` is the one code path
-that applies any of them to the fp32 Optimum export:
-
-  keep `sentence_embedding` only -> fold the Dense head -> calibrate + smooth -> fuse GELU
-  -> quantise MatMul weights and the embedding table -> ORT offline optimisation
-  -> fuse Add+RMSNorm -> save (weights in one external data file beside the model).
+`quantise_weights` replaces each target MatMul by the kernel its rule names (MatMulNBits,
+DynamicQuantizeMatMul, the per-row int8 GEMM of onnx_models/rowwise.py, with 4-bit codes
+widened to int8 columns) and the embedding Gather by its quantised lookup.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -22,9 +15,7 @@ from onnx import numpy_helper
 
 from embgemma_plugins.maths import rotate
 
-from . import fusions
 from . import graph as G
-from .attention import attention
 from .blockquant import (
     Quantised,
     blocks_along_k,
@@ -35,210 +26,14 @@ from .blockquant import (
     quantize_blocks,
 )
 from .gptq import gptq_blocks
-from .heads import flat_heads
-from .optimize import LEVELS, ort_optimize
-from .packed import Packed4, unpack_weights
-from .rotary import rotary
-from .rowsteps import row_steps
+from .packed import Packed4
+from .recipe import MatMulRule, Recipe
 from .rowwise import quantise_rows, remainder_rows, rowwise_matmul
-from .shapes import lean_shapes
-from .smoothing import Stats, activation_stats, smooth
-from .split import split_queries
+from .smoothing import Stats
 from .vqtable import load_codebook, rotation_signs, vq_gather
-from .window import banded_attention
-
-RECIPES = Path(__file__).with_name("recipes.toml")
-ROWWISE = ("rowwise", "rowwise2")
-KERNELS = ("nbits", "dynamic", *ROWWISE, "fp32")
-EARLY_FUSIONS: dict[str, Callable[[onnx.ModelProto, Recipe], int]] = {  # on the float graph
-    "fast_gelu": lambda model, _recipe: fusions.fast_gelu(model),
-    "merge_matmuls": lambda model, recipe: fusions.merge_matmuls(model, recipe.rule_for),
-}
-LATE_FUSIONS = {  # need ORT's own fusions first (RMSNorm, FusedMatMul); run in this order
-    "skip_rms_norm": fusions.skip_rms_norm,
-    "attention": attention,
-    "lean_shapes": lean_shapes,  # after attention, which reads the exporter's shape chains
-    "rotary": rotary,  # after lean_shapes, which makes the Slice bounds it checks constants
-    "flat_heads": flat_heads,  # after rotary and attention, whose 4-D nodes it matches
-    "row_steps": row_steps,  # after flat_heads: q/k reach their norms through its Reshapes
-    "banded_attention": banded_attention,  # wraps the sliding layers' Attention in an If
-    "split_queries": split_queries,  # last: wraps every Attention a batch of one reaches
-}
-Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
 
-@dataclass(frozen=True)
-class MatMulRule:
-    """How one group of weight MatMuls is stored and computed.
-
-    kernel "nbits": MatMulNBits, `bits`-bit weights in blocks of `block_size` along the input
-    axis; accuracy_level 4 computes in int8 with activations quantised per row and block.
-    kernel "dynamic": DynamicQuantizeMatMul, int8 per-column weights, one activation scale per
-    tensor (fast VNNI GEMM, but see docs/variants.md for its drift). kernel "rowwise": the same
-    GEMM with one activation scale per token row (onnx_models/rowwise.py); int8 per-column
-    weights, or with bits 4, weights rounded to 4-bit blocks like "nbits" and stored so
-    (onnx_models/packed.py), widened to int8 columns when the model loads. kernel
-    "rowwise2": rowwise plus a second GEMM of the row codes' rounding remainder (about 15-bit
-    activations, for inputs with channel outliers). kernel "fp32": unchanged.
-    scale_search > 0: try that many clipped ranges per block, keep the one with the least error
-    weighted by the calibration mean x**2 of each input channel. gptq: round with GPTQ's
-    error compensation against the calibration Hessian (onnx_models/gptq.py); act_order: GPTQ
-    rounds the channels with the largest mean x**2 first."""
-
-    kernel: str = "nbits"
-    bits: int = 8
-    block_size: int = 32
-    symmetric: bool = True
-    accuracy_level: int = 4
-    scale_search: int = 0
-    gptq: bool = False
-    act_order: bool = False
-    scale_dtype: str = "float32"  # 4-bit rowwise codes: "float16" halves the block scales
-    # 4-bit rowwise codes of the weight rotated along its input axis (Hadamard blocks, random
-    # signs): outliers spread over 64 channels before rounding; undone when the model loads.
-    rotate: bool = False
-
-    @property
-    def packed(self) -> bool:
-        """4-bit block codes on disk, widened to int8 columns for the per-row GEMM."""
-        return self.kernel in ROWWISE and self.bits == 4
-
-    @property
-    def blockwise(self) -> bool:
-        """Weights rounded in blocks along the input axis (the rounding keys apply)."""
-        return self.kernel == "nbits" or self.packed
-
-
-@dataclass(frozen=True)
-class EmbeddingRule:
-    """Storage of the token-embedding table: format "blocks" is GatherBlockQuantized (`bits`
-    in blocks along the hidden axis); "vq3" is rotated rows, one float16 scale each, and
-    12-bit codes of value triples (onnx_models/vqtable.py: 4.02 bits a weight; `scale_search`
-    row scales tried per row; bits, block_size, symmetric and scale_dtype do not apply)."""
-
-    format: str = "blocks"
-    bits: int = 8
-    block_size: int = 128
-    symmetric: bool = True
-    scale_search: int = 0
-    # "float16" halves the scales' size (6 MB for the 4-bit table, block 64); the looked-up
-    # rows are cast back to float32 at once, so no activation is ever fp16.
-    scale_dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str = ""
-    targets: str = r"/layers\.\d+/"  # node-name regex of MatMuls the rules cover
-    matmul: MatMulRule = field(default_factory=lambda: MatMulRule(kernel="fp32"))
-    overrides: tuple[tuple[str, MatMulRule], ...] = ()  # (node-name regex, rule); first match wins
-    embedding: EmbeddingRule | None = None
-    smoothing: tuple[tuple[str, float | None], ...] = ()  # (node-name regex, alpha; None = search)
-    calibration_samples: int = 0
-    fold_dense_head: bool = True
-    outputs: tuple[str, ...] = (G.SENTENCE_OUTPUT,)
-    fusions: tuple[str, ...] = ("fast_gelu", "skip_rms_norm")
-    optimization: str = "extended"
-
-    def __post_init__(self) -> None:
-        problems = [f"unknown kernel {r.kernel!r}" for r in self.rules() if r.kernel not in KERNELS]
-        problems += [
-            f"kernel {r.kernel} takes bits 8 or 4, not {r.bits}"
-            for r in self.rules()
-            if r.kernel in ROWWISE and r.bits not in (4, 8)
-        ]
-        if self.optimization not in LEVELS:
-            problems.append(f"optimization must be one of {LEVELS}")
-        problems += [
-            f"unknown fusion {f!r}" for f in self.fusions if f not in EARLY_FUSIONS | LATE_FUSIONS
-        ]
-        if self.embedding and self.embedding.scale_dtype not in ("float32", "float16"):
-            problems.append("embedding scale_dtype must be float32 or float16")
-        if self.embedding and self.embedding.format not in ("blocks", "vq3"):
-            problems.append("embedding format must be blocks or vq3")
-        problems += [
-            f"scale_dtype {r.scale_dtype} needs kernel rowwise(2) with bits 4 (float16 only)"
-            for r in self.rules()
-            if r.scale_dtype != "float32" and not (r.scale_dtype == "float16" and r.packed)
-        ]
-        problems += [
-            "rotate needs 4-bit codes run as int8 (kernel rowwise or rowwise2, bits 4)"
-            for r in self.rules()
-            if r.rotate and not r.packed
-        ]
-        if self.calibrated() and self.calibration_samples <= 0:
-            problems.append("smoothing and scale_search need calibration_samples > 0")
-        if problems:
-            raise ValueError(f"recipe {self.name}: " + "; ".join(problems))
-
-    def rules(self) -> list[MatMulRule]:
-        return [self.matmul, *(rule for _, rule in self.overrides)]
-
-    def calibrated(self) -> bool:
-        return bool(self.smoothing) or any(
-            r.blockwise and (r.scale_search or r.gptq) for r in self.rules()
-        )
-
-    def reads_stats(self, node_name: str) -> bool:
-        """Whether storing this MatMul reads calibration statistics of its input."""
-        rule = self.rule_for(node_name)
-        if rule is None:
-            return False
-        smoothed = any(re.search(pattern, node_name) for pattern, _ in self.smoothing)
-        return smoothed or (rule.blockwise and bool(rule.scale_search or rule.gptq))
-
-    def needs_hessians(self) -> bool:
-        return any(r.blockwise and r.gptq for r in self.rules())
-
-    def rule_for(self, node_name: str) -> MatMulRule | None:
-        """The rule for a weight MatMul (None: not a target, stays fp32)."""
-        if not re.search(self.targets, node_name):
-            return None
-        return next(
-            (rule for pattern, rule in self.overrides if re.search(pattern, node_name)), self.matmul
-        )
-
-    def record(self) -> dict[str, Any]:
-        """Plain-data description for the variant manifest."""
-        return asdict(self)
-
-
-def _recipe(name: str, table: dict[str, Any]) -> Recipe:
-    table = dict(table)
-    if "matmul" in table:
-        table["matmul"] = MatMulRule(**table["matmul"])
-    if "embedding" in table:
-        table["embedding"] = EmbeddingRule(**table["embedding"])
-    table["overrides"] = tuple(
-        (o.pop("pattern"), MatMulRule(**o)) for o in map(dict, table.get("overrides", []))
-    )
-    table["smoothing"] = tuple(
-        (s["pattern"], None if s["alpha"] == "search" else float(s["alpha"]))
-        for s in table.get("smoothing", [])
-    )
-    for key in ("outputs", "fusions"):
-        if key in table:
-            table[key] = tuple(table[key])
-    return Recipe(name=name, **table)
-
-
-def _toml() -> Any:
-    """tomllib (Python 3.11+) or its backport tomli, which the extras install on 3.10."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    return tomllib
-
-
-def load_recipes(path: Path = RECIPES) -> dict[str, Recipe]:
-    """Every recipe in `recipes.toml`, by variant name."""
-    with open(path, "rb") as f:
-        return {name: _recipe(name, table) for name, table in _toml().load(f).items()}
-
-
-def _weight_error(recipe: Recipe) -> Callable[[onnx.NodeProto, np.ndarray, np.ndarray], float]:
+def weight_error(recipe: Recipe) -> Callable[[onnx.NodeProto, np.ndarray, np.ndarray], float]:
     """Error of storing a weight by its node's rule (the smoothing search objective)."""
 
     def error(node: onnx.NodeProto, w: np.ndarray, importance: np.ndarray) -> float:
@@ -399,52 +194,3 @@ def _is_embedding(
     """The token-embedding lookup: Gather from a constant 2-D table by a graph input (input_ids)."""
     table = inits.get(node.input[0])
     return table is not None and len(table.dims) == 2 and node.input[1] in graph_inputs
-
-
-def calibrate(
-    model: onnx.ModelProto, recipe: Recipe, texts: Sequence[str], tokenize: Tokenize
-) -> Stats:
-    """Per-channel statistics, on the calibration texts, of every target MatMul input that a
-    rule's rounding or a smoothing reads (token rows only: the pooled Dense head's input,
-    one row per text, needs none)."""
-    tensors = sorted({n.input[0] for n in G.weight_matmuls(model) if recipe.reads_stats(n.name)})
-    return activation_stats(
-        model,
-        tensors,
-        tokenize(list(texts)[: recipe.calibration_samples]),
-        hessians=recipe.needs_hessians(),
-    )
-
-
-def build_variant(
-    fp32_model: Path,
-    out_model: Path,
-    recipe: Recipe,
-    calibration: Sequence[str] | None,
-    tokenize: Tokenize,
-) -> None:
-    """Write `out_model` (+ `out_model.data` beside it) from the fp32 Optimum export by `recipe`.
-    Inputs stay input_ids/attention_mask; outputs are `recipe.outputs`. `calibration`: texts as
-    the model sees them (prompts included), never the fidelity corpus; needed when
-    `recipe.calibrated()`."""
-    model = G.load(Path(fp32_model))
-    G.keep_outputs(model, list(recipe.outputs))
-    if recipe.fold_dense_head:
-        G.fold_dense_head(model)
-    stats = None
-    if recipe.calibrated():
-        if not calibration:
-            raise ValueError(f"recipe {recipe.name} needs calibration texts")
-        stats = calibrate(model, recipe, calibration, tokenize)
-        smooth(model, recipe.smoothing, stats, _weight_error(recipe))
-    for name in recipe.fusions:  # after calibration: a merged MatMul reads the same input
-        if name in EARLY_FUSIONS:
-            EARLY_FUSIONS[name](model, recipe)
-    packs: dict[str, tuple[Packed4, str]] = {}
-    quantise_weights(model, recipe, stats, packs)
-    model = ort_optimize(model, recipe.optimization)
-    for name, fuse in LATE_FUSIONS.items():
-        if name in recipe.fusions:
-            fuse(model)
-    unpack_weights(model, packs)  # last: the optimiser would fold the 4-bit codes back to int8
-    G.save(model, Path(out_model))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embgemma_plugins.onnx_models.fidelity import Corpus
+from .corpus import Corpus
 
 
 def _cache_file(folder: Path, revision: str | None, checkpoint: Path, corpus: Corpus) -> Path:

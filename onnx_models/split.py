@@ -2,7 +2,7 @@
 
 ONNX Runtime's CPU `Attention` spreads batch x heads over its threads. EmbeddingGemma has
 3 query heads, so a batch of one is 3 tasks for 2 threads: one thread idles through half
-the op. `python -m embgemma_plugins.benchmarks.attention` on a 2-core host: 67 GMAC/s at
+the op. `python -m benchmarks.attention` on a 2-core host: 67 GMAC/s at
 1 x 512 tokens and 50 at 1 x 2048, against 129 to 138 at 2 x 512 ... 16 x 64. A batch of
 one is common: the token-budget batching gives any input over half the budget a batch of
 its own, so every long document runs its full-attention layers this way.

@@ -13,7 +13,8 @@ from onnx import TensorProto, helper
 
 from embgemma_plugins.onnx_models import graph as G
 from embgemma_plugins.onnx_models.attention import ATTENTION_OPSET, attention
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from tests.test_quantize import TEXTS, cosines, embed, ops, without
 from tests.tiny_model import SLIDING_WINDOW
 

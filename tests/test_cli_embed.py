@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from embgemma_plugins.cli.main import cli
-from embgemma_plugins.cli.output import read_metadata
-from embgemma_plugins.cli.quantise import quantise
+from embgemma_plugins.jobs.output import read_metadata
+from embgemma_plugins.jobs.quantise import quantise
 from tests.texts import TEXTS
 
 DOCS = [

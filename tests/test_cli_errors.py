@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from embgemma_plugins.cli.main import cli
-from embgemma_plugins.cli.workdir import work_path
+from embgemma_plugins.jobs.workdir import work_path
 
 GOOD = [json.dumps({"id": f"d{i}", "text": f"document number {i}"}) for i in range(10)]
 

@@ -62,8 +62,8 @@ def test_the_session_is_released_before_the_parts_are_assembled(tmp_path, tiny_m
 
     from click.testing import CliRunner
 
-    from embgemma_plugins.cli import embed_run
     from embgemma_plugins.cli.main import cli
+    from embgemma_plugins.jobs import local as embed_run
 
     models: list[weakref.ref] = []
     alive_at_finish: list[bool] = []

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from embgemma_plugins.cli.output import Layout, encode_metadata
-from embgemma_plugins.cli.quantise import arrow_embedding, calibrate, quantise, width
-from embgemma_plugins.cli.readers import InputError, Reader, detect_format
-from embgemma_plugins.cli.records import FieldSpec, Record, Reject, extract, from_json_line
+from embgemma_plugins.jobs.output import Layout, encode_metadata
+from embgemma_plugins.jobs.quantise import arrow_embedding, calibrate, quantise, width
+from embgemma_plugins.jobs.readers import InputError, Reader, detect_format
+from embgemma_plugins.jobs.records import FieldSpec, Record, Reject, extract, from_json_line
 
 SPEC = FieldSpec("text", "id", "title", ("meta", "n"))
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embgemma_plugins.cli.workdir import temp_path, work_path
+from embgemma_plugins.jobs.workdir import temp_path, work_path
 
 from .cli_process import embed_command
 

@@ -13,8 +13,9 @@ from embgemma_plugins.onnx_models.blockquant import (
     dequantize_blocks,
     quantize_blocks,
 )
+from embgemma_plugins.onnx_models.build import calibrate
 from embgemma_plugins.onnx_models.gptq import gptq_blocks
-from embgemma_plugins.onnx_models.quantize import MatMulRule, Recipe, calibrate
+from embgemma_plugins.onnx_models.recipe import MatMulRule, Recipe
 from embgemma_plugins.onnx_models.smoothing import smooth
 
 from .test_quantize import TEXTS

@@ -10,8 +10,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from embgemma_plugins.onnx_models.build import build_variant
 from embgemma_plugins.onnx_models.heads import flat_heads
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from tests.test_quantize import TEXTS, cosines, embed, ops, without
 
 LAYERS = 4  # the tiny model: 2 query heads, 1 key/value head, head_dim 32

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from embgemma_plugins.onnx_models.store import variant_dir
+from embgemma_plugins.store.layout import variant_dir
 
 FIRST_IMPORT = """
 import json, sys, traceback
@@ -56,7 +56,7 @@ def test_embedding_loads_pyarrow_only_to_assemble_a_parquet_output(tmp_path, tin
     seen = first_imports(CLI_RUN, "embed", str(src), str(out), "--model", str(tiny_model),
                          "--id-field", "id", "--keep", "k", "--chunk-rows", "16", "-q")
     assert "write_parquet" in seen["pyarrow"], seen["pyarrow"]
-    assert "run" not in seen["pyarrow"]  # not while chunks are embedded (cli/job.py)
+    assert "run" not in seen["pyarrow"]  # not while chunks are embedded (jobs/job.py)
     import pyarrow.parquet as pq
 
     table = pq.read_table(out)

@@ -1,5 +1,5 @@
 """4-bit codes on disk, int8 per-row GEMMs at run time (onnx_models/packed.py and the
-runtime's embgemma_plugins/packed.py), on the tiny model and on small random weights."""
+runtime's embgemma_plugins/unpack4.py), on the tiny model and on small random weights."""
 
 from __future__ import annotations
 
@@ -16,17 +16,17 @@ from onnx import TensorProto, helper, numpy_helper
 
 from embgemma_plugins.maths import rotate, rotation_block
 from embgemma_plugins.onnx_models.blockquant import blocks_along_k, quantize_blocks
+from embgemma_plugins.onnx_models.build import build_variant
 from embgemma_plugins.onnx_models.packed import (
     Packed4,
     hadamard_initializer,
     unpack_nodes,
     unpack_weights,
 )
-from embgemma_plugins.onnx_models.quantize import build_variant
 from embgemma_plugins.onnx_models.vqtable import rotation_signs
 from embgemma_plugins.onnxproto import tensor_array
-from embgemma_plugins.packed import PACKED_KEY, is_packed
 from embgemma_plugins.session import create_session, run_batch
+from embgemma_plugins.unpack4 import PACKED_KEY, is_packed
 from tests.test_quantize import TEXTS, tiny_int4
 
 
@@ -173,7 +173,7 @@ def test_a_read_only_folder_hands_the_weights_over_in_memory(
     def refuse(*args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(packed_int4.parent))
 
-    monkeypatch.setattr("embgemma_plugins.packed.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("embgemma_plugins.unpack4.tempfile.mkstemp", refuse)
     session = create_session(packed_int4, "cpu", threads=1)
     assert len(session._embgemma_weights) == 2 * 3
     np.testing.assert_array_equal(run_batch(session, input_ids, mask), want)
@@ -219,9 +219,9 @@ def test_scratch_files_of_crashed_loads_are_removed_and_not_counted(packed_int4:
     import os
     import time
 
-    from embgemma_plugins.onnx_models.manifest import Manifest
-    from embgemma_plugins.onnx_models.store import StoredVariant
-    from embgemma_plugins.packed import SCRATCH, remove_stale
+    from embgemma_plugins.store.layout import StoredVariant
+    from embgemma_plugins.store.manifest import Manifest
+    from embgemma_plugins.unpack4 import SCRATCH, remove_stale
 
     folder = packed_int4.parent
     stale, fresh = folder / (SCRATCH + "dead"), folder / (SCRATCH + "loading")

@@ -18,15 +18,9 @@ from embgemma_plugins.onnx_models.blockquant import (
     matmul_nbits,
     quantize_blocks,
 )
+from embgemma_plugins.onnx_models.build import build_variant, calibrate
 from embgemma_plugins.onnx_models.fusions import fast_gelu
-from embgemma_plugins.onnx_models.quantize import (
-    EmbeddingRule,
-    MatMulRule,
-    Recipe,
-    build_variant,
-    calibrate,
-    load_recipes,
-)
+from embgemma_plugins.onnx_models.recipe import EmbeddingRule, MatMulRule, Recipe, load_recipes
 from embgemma_plugins.onnx_models.smoothing import smooth
 
 TEXTS = [

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from embgemma_plugins.cli.main import cli
-from embgemma_plugins.ray.settings import BadRowError, bad_row_message
+from embgemma_plugins.errors import RowError as BadRowError
+from embgemma_plugins.ray.settings import bad_row_message
 
 NO_RAY = "import sys; sys.modules['ray'] = None; sys.modules['ray.data'] = None\n"
 

@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embgemma_plugins.cli.job import chunked
-from embgemma_plugins.cli.readers import Reader
-from embgemma_plugins.cli.records import FieldSpec
+from embgemma_plugins.jobs.job import chunked
+from embgemma_plugins.jobs.readers import Reader
+from embgemma_plugins.jobs.records import FieldSpec
 from embgemma_plugins.ray import spans
 from tests.texts import TEXTS
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -13,8 +14,8 @@ from click.testing import CliRunner
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.cli.main import cli
 from embgemma_plugins.errors import ModelNotFoundError
-from embgemma_plugins.onnx_models.manifest import Manifest, sha256_file
-from embgemma_plugins.onnx_models.store import list_variants, variant_dir
+from embgemma_plugins.store.layout import list_variants, variant_dir
+from embgemma_plugins.store.manifest import Manifest, sha256_file
 from tests.texts import TEXTS
 from tests.tiny_model import PROMPTS
 
@@ -62,12 +63,13 @@ def test_fidelity_is_measured_and_recorded(tiny_model, tiny_corpus):
 
 
 def test_a_variant_below_its_bar_is_refused(tiny_checkpoint, tiny_corpus, tmp_path, monkeypatch):
-    from embgemma_plugins.onnx_models import fidelity
+    from embgemma_plugins.store.registry import RECIPES
 
-    impossible = fidelity.Bar(
-        mean_cosine=1.01, min_cosine=0.5, top10_overlap=0.5, max_size_mb=0.001
-    )
-    monkeypatch.setitem(fidelity.BARS, "fp32", impossible)
+    impossible = "{ mean_cosine = 1.01, min_cosine = 0.5, top10_overlap = 0.5, max_size_mb = 1e-3 }"
+    recipes = tmp_path / "recipes.toml"
+    recipes.write_text(re.sub(r"(?m)^(\[fp32\]\n(?:.*\n)*?)bar = .*$", rf"\1bar = {impossible}",
+                              RECIPES.read_text(), count=1))
+    monkeypatch.setenv("EMBGEMMA_RECIPES", str(recipes))
     args = [
         "export",
         "--model",
@@ -153,7 +155,7 @@ def test_folder_without_prompt_table_explains(tiny_model, tmp_path, monkeypatch)
 
 
 def test_folder_without_prompt_table_uses_the_base_checkpoints(tiny_model, tmp_path):
-    from embgemma_plugins import hub
+    from embgemma_plugins.store import hub
 
     if hub.cached("google/embeddinggemma-300m", "config_sentence_transformers.json") is None:
         pytest.skip("google/embeddinggemma-300m is not in the Hugging Face cache")

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from embgemma_plugins.onnx_models.rowsteps import row_steps
 from tests.test_quantize import TEXTS, cosines, embed, ops, without
 

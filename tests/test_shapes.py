@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from embgemma_plugins.onnx_models import graph as G
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from embgemma_plugins.onnx_models.shapes import lean_shapes
 from tests.test_quantize import TEXTS
 from tests.tiny_model import SLIDING_WINDOW

@@ -10,7 +10,8 @@ import onnx
 import pytest
 
 from embgemma_plugins.onnx_models import graph as G
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from embgemma_plugins.onnx_models.split import MIN_TOKENS, split_queries
 from tests.test_quantize import TEXTS, embed, ops, without
 from tests.test_window import SLIDING_LAYERS, _ids

@@ -11,7 +11,8 @@ import onnx
 import pytest
 
 from embgemma_plugins.onnx_models import graph as G
-from embgemma_plugins.onnx_models.quantize import build_variant, load_recipes
+from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.recipe import load_recipes
 from embgemma_plugins.onnx_models.window import CHUNK, _half_window, banded_attention
 from tests.test_quantize import TEXTS, cosines, embed, ops, without
 

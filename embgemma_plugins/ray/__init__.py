@@ -12,26 +12,14 @@ without Ray raises an ImportError that names the extra to install.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
-INSTALL_HINT = "pip install 'embgemma-plugins[ray]'"
+from embgemma_plugins.ray.extra import INSTALL_HINT, require_ray
 
 if TYPE_CHECKING:
     from embgemma_plugins.ray.dataset import embed_dataset
 
 __all__ = ["INSTALL_HINT", "embed_dataset", "require_ray"]
-
-
-def require_ray() -> None:
-    """Raise ImportError naming the extra when Ray Data is not installed."""
-    try:
-        missing = importlib.util.find_spec("ray") is None or (
-            importlib.util.find_spec("ray.data") is None)
-    except (ImportError, ValueError):  # ``ray`` set to None in sys.modules, or broken
-        missing = True
-    if missing:
-        raise ImportError(f"the Ray engine needs Ray Data: {INSTALL_HINT}")
 
 
 def __getattr__(name: str) -> Any:

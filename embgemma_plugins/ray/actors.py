@@ -1,14 +1,14 @@
 """The callable classes Ray Data runs as actors: one ONNX session each, loaded once.
 
 :class:`ChunkEmbedder` is the CLI's job: one dataset row is one chunk of the input,
-embedded by the local engine's own :func:`~embgemma_plugins.cli.job.embed_chunk`
+embedded by the local engine's own :func:`~embgemma_plugins.jobs.job.embed_chunk`
 (so the batching, and thus every float, is the local engine's) and written as that
-chunk's part by :meth:`~embgemma_plugins.cli.workdir.WorkDir.write_part`.  Parts are
+chunk's part by :meth:`~embgemma_plugins.jobs.workdir.WorkDir.write_part`.  Parts are
 named by chunk and replaced atomically, so a chunk retried after an actor died is
 written once, whole; the actor returns only a small row of counts.
 
 :class:`RowEmbedder` serves :func:`~embgemma_plugins.ray.embed_dataset`: rows in,
-rows of the output schema (:class:`~embgemma_plugins.cli.output.Layout`) out.
+rows of the output schema (:class:`~embgemma_plugins.jobs.output.Layout`) out.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from embgemma_plugins.cli.job import Job, RowError, digest, embed_chunk
-from embgemma_plugins.cli.output import Layout
-from embgemma_plugins.cli.progress import Progress
-from embgemma_plugins.cli.quantise import Ranges, calibrate
-from embgemma_plugins.cli.records import Record, Reject, extract
-from embgemma_plugins.cli.workdir import WorkDir
-from embgemma_plugins.ray.settings import BadRowError, ModelSpec
+from embgemma_plugins.errors import RowError
+from embgemma_plugins.jobs.job import Job, digest, embed_chunk
+from embgemma_plugins.jobs.output import Layout
+from embgemma_plugins.jobs.progress import NullProgress
+from embgemma_plugins.jobs.quantise import Ranges, calibrate
+from embgemma_plugins.jobs.records import Record, Reject, extract
+from embgemma_plugins.jobs.workdir import WorkDir
 from embgemma_plugins.ray.spans import Source
+from embgemma_plugins.settings import ModelSettings
 
 #: The row an actor returns per chunk: what the driver needs for totals and checks.
 STATS = pa.schema([
@@ -45,7 +46,7 @@ STATS = pa.schema([
 class EmbedTask:
     """Everything an actor needs besides the rows (pickled once per actor)."""
 
-    model: ModelSpec
+    model: ModelSettings  # build_missing=False: actors never build
     layout: Layout
     prompt: str
     titled: bool  # documents get ``title: {title} | text: `` from the title field
@@ -60,17 +61,15 @@ class EmbedTask:
 class _Actor:
     def __init__(self, task: EmbedTask) -> None:
         self.task = task
-        self.model = task.model.load()
+        from embgemma_plugins.model import EmbeddingGemma
+
+        self.model = EmbeddingGemma.from_settings(task.model)
         titled = self.model.prompts.document_prompt if task.titled else None
         self.job = Job(task.layout, 1, task.on_error, task.on_long, task.prompt, titled)
-        self.quiet = Progress("quiet", float("inf"))
+        self.quiet = NullProgress()
 
     def vectors(self, records: list[Record], where: Any) -> tuple[np.ndarray, dict[str, Any]]:
-        try:
-            vectors, stats = embed_chunk(self.job, self.model, where, records, self.quiet, 0)
-            return vectors, stats
-        except RowError as e:  # carries extra constructor args: not picklable as is
-            raise BadRowError(str(e)) from None
+        return embed_chunk(self.job, self.model, where, records, self.quiet, 0)
 
 
 class ChunkEmbedder(_Actor):
@@ -83,13 +82,13 @@ class ChunkEmbedder(_Actor):
         return pa.Table.from_pylist(rows, schema=STATS)
 
     def chunk(self, index: int, items: list[Record | Reject]) -> dict[str, Any]:
-        """The loop body of :func:`embgemma_plugins.cli.job.run`, for one chunk."""
+        """The loop body of :func:`embgemma_plugins.jobs.job.run`, for one chunk."""
         t = self.task
         started = time.process_time()  # CPU seconds: a per-core rate even on a busy node
         source = cast(Source, t.source)
         rejects = [i for i in items if isinstance(i, Reject)]
         if rejects and t.on_error == "error":
-            raise BadRowError(f"{source.where(rejects[0].line)}: {rejects[0].reason}")
+            raise RowError(f"{source.where(rejects[0].line)}: {rejects[0].reason}")
         records = [i for i in items if isinstance(i, Record)]
         vectors, stats = self.vectors(records, source)
         key = digest(items, t.ranges)
@@ -115,7 +114,7 @@ class RowEmbedder(_Actor):
                  for i, data in enumerate(batch.select(spec.columns()).to_pylist())]
         bad = [i for i in items if isinstance(i, Reject)]
         if bad and t.on_error == "error":
-            raise BadRowError(f"{bad[0].reason} (on_error='skip' drops such rows)")
+            raise RowError(f"{bad[0].reason} (on_error='skip' drops such rows)")
         records = [i for i in items if isinstance(i, Record)]
         vectors, _stats = self.vectors(records, _NoLines())
         return t.layout.table(records, vectors, t.ranges)

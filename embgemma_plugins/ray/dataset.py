@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
-from embgemma_plugins.cli.output import Layout
-from embgemma_plugins.cli.quantise import CALIBRATED, Ranges, check_precision
-from embgemma_plugins.cli.records import FieldSpec
 from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.jobs.output import Layout
+from embgemma_plugins.jobs.quantise import CALIBRATED, Ranges, check_precision
+from embgemma_plugins.jobs.records import FieldSpec
 from embgemma_plugins.maths import check_dimensions
-from embgemma_plugins.model import MAX_LENGTH
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL
-from embgemma_plugins.ray import require_ray
 from embgemma_plugins.ray.actors import ChunkEmbedder, EmbedTask, RowEmbedder
-from embgemma_plugins.ray.settings import ModelInfo, ModelSpec
+from embgemma_plugins.ray.extra import require_ray
+from embgemma_plugins.ray.settings import ModelInfo
 from embgemma_plugins.ray.spans import Source, Span, read
+from embgemma_plugins.settings import ModelSettings
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.tokenizer import MAX_LENGTH
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -82,7 +83,7 @@ def pool(cls: type, task: EmbedTask, actors: int | None, batch_size: int) -> dic
     """``map_batches`` arguments of an actor pool of ``cls`` running ``task``."""
     import ray.data
 
-    threads = task.model.threads
+    threads = task.model.threads or 1
     size = actors or default_actors(threads)
     return {"fn": cls, "fn_constructor_kwargs": {"task": task}, "batch_size": batch_size,
             "batch_format": "pyarrow", "compute": ray.data.ActorPoolStrategy(size=size),
@@ -114,11 +115,11 @@ def embed_dataset(
 ) -> Dataset:
     """Embed ``dataset`` lazily: rows ``id``, the ``keep`` fields, ``embedding``.
 
-    The output schema is the CLI's (:class:`~embgemma_plugins.cli.output.Layout`);
+    The output schema is the CLI's (:class:`~embgemma_plugins.jobs.output.Layout`);
     ids are strings.  Without ``task``/``prompt`` the document prompt is used, with
     the title when ``title_field`` is set.  ``on_error="skip"`` drops rows whose
     fields are unusable.  ``int8``/``uint8`` need calibration ``ranges``
-    (:func:`~embgemma_plugins.cli.quantise.calibrate` on a sample).  Each actor
+    (:func:`~embgemma_plugins.jobs.quantise.calibrate` on a sample).  Each actor
     holds one session with ``threads`` threads; ``actors`` defaults to filling the
     cluster.  Call ``.write_parquet(...)`` or iterate the result to run it.
     """
@@ -138,8 +139,8 @@ def embed_dataset(
         raise InvalidArgumentError("title_field builds the document prompt; drop task/prompt")
     info = ModelInfo.resolve(model, variant)
     chosen = info.prompt_for(task or ("document" if prompt is None else None), prompt)
-    spec_ = ModelSpec(info.model, variant, dimensions, providers, threads, max_length,
-                      batch_tokens)
+    spec_ = ModelSettings(info.model, variant, dimensions, providers, threads, max_length,
+                          batch_tokens, build_missing=False)
     job = EmbedTask(spec_, Layout(spec, dimensions, precision), chosen, bool(title_field),
                     on_error, on_long, ranges)
     return dataset.map_batches(**pool(RowEmbedder, job, actors, batch_rows))
@@ -154,7 +155,7 @@ def chunk_dataset(source: Source, spans: Sequence[Span], task: EmbedTask, actors
     spread: Dataset = ray.data.from_items(rows, override_num_blocks=max(1, len(rows)))
     # Reading is light next to embedding; it takes no CPU from the actors' reservation
     # (which may be every CPU) and at most one task per actor runs at a time.
-    size = actors or default_actors(task.model.threads)
+    size = actors or default_actors(task.model.threads or 1)
     reader: Any = _read_spans
     ds = spread.map_batches(reader, fn_kwargs={"source": source, "lo": lo, "hi": hi},
                         batch_size=1, batch_format="pyarrow", num_cpus=0,

@@ -3,31 +3,24 @@
 The driver resolves the model once (building a missing store variant there, never
 in a hundred actors at once) and reads its prompt table and manifest, but loads no
 ONNX session: on a cluster the head node should not need the memory of a worker.
-Actors get a small picklable :class:`ModelSpec` and load their session from it.
+Actors get the job's :class:`~embgemma_plugins.settings.ModelSettings` (small, picklable,
+``build_missing=False``) and load their session from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from embgemma_plugins.errors import RowError
 from embgemma_plugins.prompts import PromptTable, choose_prompt
-from embgemma_plugins.resolve import ModelFiles, load_prompt_table, locate
-
-if TYPE_CHECKING:
-    from embgemma_plugins.model import EmbeddingGemma
-
-
-class BadRowError(Exception):
-    """A row that stops the job (``on_error="error"`` or ``on_long="error"``).
-
-    Plain message only, so it survives pickling from an actor to the driver.
-    """
+from embgemma_plugins.store.resolve import ModelFiles, load_prompt_table, locate
 
 
 def bad_row_message(error: BaseException) -> str | None:
-    """The message of a :class:`BadRowError` raised in an actor, however Ray wrapped it."""
+    """The message of a :class:`~embgemma_plugins.errors.RowError` raised in an actor,
+    however Ray wrapped it."""
     seen: set[int] = set()
     todo: list[Any] = [error]
     while todo:
@@ -35,33 +28,13 @@ def bad_row_message(error: BaseException) -> str | None:
         if e is None or id(e) in seen:
             continue
         seen.add(id(e))
-        if isinstance(e, BadRowError):
+        if isinstance(e, RowError):
             return str(e)
         todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
     text = str(error)  # Ray could not unpickle the cause: only its traceback text is left
-    if "BadRowError: " in text:
-        return text.split("BadRowError: ", 1)[1].splitlines()[0]
+    if "RowError: " in text:
+        return text.split("RowError: ", 1)[1].splitlines()[0]
     return None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """How an actor builds its :class:`~embgemma_plugins.EmbeddingGemma`."""
-
-    model: str
-    variant: str | None
-    dimensions: int
-    providers: str | None
-    threads: int
-    max_length: int
-    batch_tokens: int
-
-    def load(self) -> EmbeddingGemma:
-        from embgemma_plugins.model import EmbeddingGemma
-
-        return EmbeddingGemma(self.model, self.variant, self.dimensions, self.providers,
-                              self.threads, max_length=self.max_length,
-                              batch_tokens=self.batch_tokens, build_missing=False)
 
 
 @dataclass(frozen=True)

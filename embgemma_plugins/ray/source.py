@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import pyarrow.fs as pafs
 
-from embgemma_plugins.cli.records import FieldSpec
+from embgemma_plugins.jobs.records import FieldSpec
 
 
 @dataclass(frozen=True)

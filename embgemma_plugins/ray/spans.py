@@ -14,8 +14,8 @@ one task.  So:
 - span ``i`` yields the chunks whose first row falls inside it, reading past its
   end to finish its last chunk, and skipping the rows of a chunk begun before it.
 
-Lines are parsed by :func:`~embgemma_plugins.cli.readers.line_item`, Parquet rows by
-:func:`~embgemma_plugins.cli.records.extract`: the local reader's own rules.
+Lines are parsed by :func:`~embgemma_plugins.jobs.readers.line_item`, Parquet rows by
+:func:`~embgemma_plugins.jobs.records.extract`: the local reader's own rules.
 No Ray here, so all of this is tested without a cluster.
 """
 
@@ -28,8 +28,8 @@ from typing import TypeAlias
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from embgemma_plugins.cli.readers import InputError, line_item, strip_line
-from embgemma_plugins.cli.records import Record, Reject, extract
+from embgemma_plugins.jobs.readers import InputError, line_item, strip_line
+from embgemma_plugins.jobs.records import Record, Reject, extract
 from embgemma_plugins.ray.source import Source, Span, stream
 
 __all__ = ["InputError", "Source", "Span", "count", "number", "plan", "read", "total_rows"]

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embgemma_plugins.cli.merge import concat_files, scan_ids, write_npy, write_parquet
-from embgemma_plugins.cli.output import Layout, encode_metadata
-from embgemma_plugins.cli.workdir import WorkDir, fsync_dir, temp_path, write_atomic
+from embgemma_plugins.jobs.merge import concat_files, scan_ids, write_npy, write_parquet
+from embgemma_plugins.jobs.output import Layout, encode_metadata
+from embgemma_plugins.jobs.workdir import WorkDir, fsync_dir, temp_path, write_atomic
 
 
 @dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embgemma_plugins.cli.output import Layout, write_options
-from embgemma_plugins.cli.parts import read_embedding, read_ids, read_part
-from embgemma_plugins.cli.quantise import numpy_type, width
+from embgemma_plugins.jobs.output import Layout, write_options
+from embgemma_plugins.jobs.parts import read_embedding, read_ids, read_part
+from embgemma_plugins.jobs.quantise import numpy_type, width
 
 
 @dataclass

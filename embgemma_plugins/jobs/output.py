@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embgemma_plugins.cli.parts import Part
-from embgemma_plugins.cli.quantise import Ranges, arrow_embedding, quantise, value_type, width
-from embgemma_plugins.cli.records import FieldSpec, Record
+from embgemma_plugins.jobs.parts import Part
+from embgemma_plugins.jobs.quantise import Ranges, arrow_embedding, quantise, value_type, width
+from embgemma_plugins.jobs.records import FieldSpec, Record
 
 if TYPE_CHECKING:  # imported where Arrow data is built: not while the model runs
     import pyarrow as pa

@@ -3,11 +3,11 @@
 Full run (about 30 to 40 minutes on a quiet 2-core machine, most of it
 sentence-transformers)::
 
-    python -m embgemma_plugins.benchmarks.run --out docs/benchmarks.md
+    python -m embgemma_plugins.bench.run --out docs/benchmarks.md
 
 Quick run (what ``embgemma bench`` does)::
 
-    python -m embgemma_plugins.benchmarks.run --quick
+    python -m embgemma_plugins.bench.run --quick
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from embgemma_plugins.benchmarks import machine
-from embgemma_plugins.benchmarks.harness import ONNX, ST, Measurement, Row, Runtime, rows
-from embgemma_plugins.benchmarks.rss_cli import CliRss
-from embgemma_plugins.benchmarks.worker import RESULT
+from embgemma_plugins.bench import machine
+from embgemma_plugins.bench.harness import ONNX, ST, Measurement, Row, Runtime, rows
+from embgemma_plugins.bench.rss_cli import CliRss
+from embgemma_plugins.bench.worker import RESULT
 from embgemma_plugins.errors import EmbeddingGemmaError
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.store import registry
+from embgemma_plugins.store.layout import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Plan:
 
     model: str = DEFAULT_MODEL
     st_model: str | None = None  # sentence-transformers checkpoint (default: ``model``)
-    variants: tuple[str, ...] = VARIANTS
+    variants: tuple[str, ...] = registry.variants()
     dims: tuple[int, ...] = (768, 256)
     docs: int | None = None
     queries: int | None = None
@@ -72,7 +73,7 @@ def st_available() -> bool:
 
 def variant_missing(model: str, variant: str) -> str | None:
     """Why ``variant`` cannot be measured (None when it is there); never builds one."""
-    from embgemma_plugins.resolve import locate
+    from embgemma_plugins.store.resolve import locate
 
     try:
         locate(model, variant, build_missing=False)
@@ -105,7 +106,7 @@ def measure(rt: Runtime, plan: Plan, vectors: Path) -> Measurement:
     spec = {"runtime": rt.__dict__, "docs": plan.docs, "queries": plan.queries,
             "batch_tokens": plan.batch_tokens, "st_batch_size": plan.st_batch_size,
             "vectors": str(vectors), "started": time.time()}
-    cmd = [sys.executable, "-m", "embgemma_plugins.benchmarks.worker", json.dumps(spec)]
+    cmd = [sys.executable, "-m", "embgemma_plugins.bench.worker", json.dumps(spec)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT)]
     if done.returncode != 0 or not lines:
@@ -146,7 +147,7 @@ def run(plan: Plan, log: Callable[[str], None] = print) -> Outcome:
 
 def cli_rss(plan: Plan, skipped: list[str], log: Callable[[str], None]) -> list[CliRss]:
     """Peak RSS of ``embgemma embed`` for the variants with a memory target."""
-    from embgemma_plugins.benchmarks import rss_cli
+    from embgemma_plugins.bench import rss_cli
 
     found = []
     for variant in plan.rss_variants if plan.rss_rows else ():
@@ -164,13 +165,13 @@ def cli_rss(plan: Plan, skipped: list[str], log: Callable[[str], None]) -> list[
 
 
 def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
-    p = argparse.ArgumentParser(prog="python -m embgemma_plugins.benchmarks.run",
+    p = argparse.ArgumentParser(prog="python -m embgemma_plugins.bench.run",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="the short form (embgemma bench)")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--st-model", help="sentence-transformers checkpoint (default: --model)")
-    p.add_argument("--variant", action="append", choices=VARIANTS, help="repeatable")
+    p.add_argument("--variant", action="append", choices=registry.variants(), help="repeatable")
     p.add_argument("--dim", action="append", type=int, help="repeatable")
     p.add_argument("--docs", type=int)
     p.add_argument("--queries", type=int)
@@ -193,7 +194,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Plan, argparse.Namespace]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from embgemma_plugins.benchmarks import report
+    from embgemma_plugins.bench import report
 
     plan, args = parse(argv)
     outcome = run(plan, log=lambda s: print(s, file=sys.stderr, flush=True))

@@ -16,16 +16,11 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
-from embgemma_plugins.packed import SCRATCH  # a load's scratch file is not the variant
+from embgemma_plugins.store.manifest import MANIFEST_FILE, Manifest
+from embgemma_plugins.unpack4 import SCRATCH  # a load's scratch file is not the variant
 
 ENV_HOME = "EMBGEMMA_HOME"
 DEFAULT_MODEL = "google/embeddinggemma-300m"
-VARIANTS: tuple[str, ...] = ("fp32", "int8", "int4")
-#: The fastest variant that meets its fidelity bar: int8, about twice fp32's throughput and
-#: level with int4's (docs/benchmarks.md), with a fifth of int4's error (mean cosine 0.99945
-#: against 0.99741, docs/variants.md) and a faster load (no 4-bit weights to widen).
-DEFAULT_VARIANT = "int8"
 ONNX_FILE = "model.onnx"
 
 

@@ -1,6 +1,6 @@
 """Measure one runtime in this process; print one ``RESULT {json}`` line.
 
-Run by ``run`` as ``python -m embgemma_plugins.benchmarks.worker SPEC_JSON``, one
+Run by ``run`` as ``python -m embgemma_plugins.bench.worker SPEC_JSON``, one
 fresh process per runtime, so load times start cold(ish) and the peak RSS is the
 runtime's own.  ``startup_s`` runs from the parent's spawn to the runtime's library
 being imported (interpreter + imports; the sentence-transformers worker also imports
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from embgemma_plugins.benchmarks import corpus
-from embgemma_plugins.benchmarks.harness import (
+from embgemma_plugins.bench import corpus
+from embgemma_plugins.bench.harness import (
     ONNX,
     Measurement,
     Runtime,
@@ -63,7 +63,7 @@ def load_st(rt: Runtime, batch_size: int) -> Loaded:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embgemma_plugins.onnx_models.export import resolve_checkpoint
+    from embgemma_plugins.store.checkpoint import resolve_checkpoint
 
     if rt.threads:
         torch.set_num_threads(rt.threads)

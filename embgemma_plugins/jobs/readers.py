@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from embgemma_plugins.cli.records import FieldSpec, Record, Reject, extract, from_csv_row
-from embgemma_plugins.cli.records import from_json_line as _json
+from embgemma_plugins.errors import InputError
+from embgemma_plugins.jobs.records import FieldSpec, Record, Reject, extract, from_csv_row
+from embgemma_plugins.jobs.records import from_json_line as _json
 
+__all__ = ["FORMATS", "STDIN", "InputError", "Reader", "detect_format", "line_item", "strip_line"]
 FORMATS = ("jsonl", "csv", "parquet", "text")
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
@@ -28,10 +30,6 @@ _EXTENSIONS = {
 }
 STDIN = "-"
 csv.field_size_limit(2**31 - 1)
-
-
-class InputError(Exception):
-    """An input that cannot be read at all (not a single bad row)."""
 
 
 def detect_format(path: str, given: str | None) -> str:

@@ -116,7 +116,7 @@ def peak_rss_mb() -> float | None:
 def ab_parser(module: str, doc: str | None, passes: str) -> argparse.ArgumentParser:
     """The command line the A/B scripts share: two model folders and the passes over `passes`."""
     p = argparse.ArgumentParser(
-        prog=f"python -m embgemma_plugins.benchmarks.{module}",
+        prog=f"python -m embgemma_plugins.bench.{module}",
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -18,22 +18,15 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 
 from embgemma_plugins.batching import plan_batches
-from embgemma_plugins.cli.output import Layout
-from embgemma_plugins.cli.progress import Progress
-from embgemma_plugins.cli.quantise import CALIBRATED, Ranges, calibrate
-from embgemma_plugins.cli.readers import Reader
-from embgemma_plugins.cli.records import Record, Reject
-from embgemma_plugins.cli.workdir import WorkDir
+from embgemma_plugins.errors import RowError
+from embgemma_plugins.jobs.output import Layout
+from embgemma_plugins.jobs.progress import ProgressSink
+from embgemma_plugins.jobs.quantise import CALIBRATED, Ranges, calibrate
+from embgemma_plugins.jobs.readers import Reader
+from embgemma_plugins.jobs.records import Record, Reject
+from embgemma_plugins.jobs.workdir import WorkDir
 
 Item: TypeAlias = Record | Reject
-
-
-class RowError(Exception):
-    """A row that stops the run (bad input under ``--on-error error``, or too long)."""
-
-    def __init__(self, where: str, reason: str, saved_rows: int) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.saved_rows = saved_rows
 
 
 class Model(Protocol):
@@ -97,7 +90,7 @@ def digest(items: list[Item], ranges: Ranges | None) -> str:
     return h.hexdigest()
 
 
-def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: Progress) -> Totals:
+def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: ProgressSink) -> Totals:
     """Embed every chunk not already finished in ``work``; the totals cover all chunks."""
     totals = Totals()
     precision = job.layout.precision
@@ -121,7 +114,7 @@ def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: Progres
             continue
         rejects = [i for i in items if isinstance(i, Reject)]
         if rejects and job.on_error == "error":
-            raise RowError(reader.where(rejects[0].line), rejects[0].reason, totals.written)
+            raise RowError(f"{reader.where(rejects[0].line)}: {rejects[0].reason}", totals.written)
         records = [i for i in items if isinstance(i, Record)]
         vectors, stats = embed_chunk(job, model, reader, records, progress, totals.written, span)
         if calibrating and records:
@@ -138,7 +131,7 @@ def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: Progres
 
 
 def embed_chunk(
-    job: Job, model: Model, reader: Reader, records: list[Record], progress: Progress,
+    job: Job, model: Model, reader: Reader, records: list[Record], progress: ProgressSink,
     saved: int, span: tuple[float | None, float | None] = (None, None),
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Vectors of one chunk, batched exactly as ``embed_tokens`` batches the chunk."""
@@ -151,9 +144,9 @@ def embed_chunk(
     if job.on_long == "error" and truncated.any():
         first = int(np.flatnonzero(truncated)[0])
         raise RowError(
-            reader.where(records[first].line),
-            f"text is {int(encoded.lengths[first])} tokens with its prompt, longer than "
-            f"--max-length {model.max_length} (use --on-long truncate to cut it)", saved)
+            f"{reader.where(records[first].line)}: text is {int(encoded.lengths[first])} tokens "
+            f"with its prompt, longer than --max-length {model.max_length} (use --on-long "
+            "truncate to cut it)", saved)
     ids = encoded.ids
     lengths = [len(x) for x in ids]
     vectors = np.empty((len(ids), job.layout.dimensions), dtype=np.float32)

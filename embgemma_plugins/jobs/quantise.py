@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pyarrow loads only where Arrow data is built (see cli/parts.py)
+if TYPE_CHECKING:  # pyarrow loads only where Arrow data is built (see jobs/parts.py)
     import pyarrow as pa
 
 PRECISIONS = ("float32", "int8", "uint8", "binary", "ubinary")

@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
-from embgemma_plugins.onnx_models.manifest import MANIFEST_FILE, Manifest
-from embgemma_plugins.onnx_models.store import (
-    DEFAULT_MODEL,
-    DEFAULT_VARIANT,
-    ONNX_FILE,
-    VARIANTS,
-    store_root,
-    variant_dir,
-)
 from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
+from embgemma_plugins.store.layout import DEFAULT_MODEL, ONNX_FILE, store_root, variant_dir
+from embgemma_plugins.store.manifest import MANIFEST_FILE, Manifest
+from embgemma_plugins.store.registry import check_variant, default_variant, registry
 
 TOKENIZER_FILE = "tokenizer.model"
-#: Files of the onnx-community export that correspond to our variants.
-COMMUNITY_FILES = {"fp32": "model.onnx", "int8": "model_quantized.onnx", "int4": "model_q4.onnx"}
+#: Entry-point group of variant builders: the build layer (onnx_models) registers one, so the
+#: runtime builds a missing variant without importing the layer above it.
+BUILDERS = "embgemma_plugins.builders"
+Builder = Callable[[str | Path, str], Path]
 
 
 @dataclass(frozen=True)
@@ -45,15 +43,24 @@ class ModelFiles:
     manifest: Manifest | None
 
 
-def check_variant(variant: str | None) -> str | None:
-    if variant is not None and variant not in VARIANTS:
-        raise InvalidArgumentError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
-    return variant
-
-
 def export_available() -> bool:
     """Whether the ``export`` extra (torch, optimum-onnx) is importable."""
     return all(importlib.util.find_spec(m) is not None for m in ("torch", "optimum.onnxruntime"))
+
+
+def builder() -> Builder | None:
+    """The installed variant builder, or ``None`` without the ``export`` extra."""
+    if not export_available():
+        return None
+    for point in entry_points(group=BUILDERS):
+        found: Builder = point.load()
+        return found
+    return None
+
+
+def community_file(variant: str | None) -> str | None:
+    """The onnx-community file name of ``variant`` (fp32 when none is named)."""
+    return registry()[variant or "fp32"].community_file
 
 
 def _files(root: Path, onnx: Path) -> ModelFiles:
@@ -73,21 +80,26 @@ def from_folder(folder: Path, variant: str | None) -> ModelFiles | None:
         if variant and made and variant != made:
             raise InvalidArgumentError(f"{folder} holds the {made} variant, not {variant}")
         return files
-    community = folder / "onnx" / COMMUNITY_FILES[variant or "fp32"]
-    if community.is_file():
-        return _files(folder, community)
+    name = community_file(variant)
+    if name and (folder / "onnx" / name).is_file():
+        return _files(folder, folder / "onnx" / name)
     if (folder / "onnx").is_dir():
-        raise ModelNotFoundError(f"{folder}/onnx has no {community.name} for variant {variant}")
+        raise ModelNotFoundError(
+            f"{folder}/onnx has no {name or 'file'} for variant {variant or 'fp32'}"
+        )
     return None
 
 
 def _from_hub_onnx(repo_id: str, variant: str | None) -> ModelFiles | None:
     """A hub repository in the onnx-community layout, or ``None`` if it is not one."""
-    from embgemma_plugins import hub  # here, not at the top: see `locate`
+    from embgemma_plugins.store import hub  # here, not at the top: see `locate`
 
     if hub.cached(repo_id, "modules.json"):
         return None  # a sentence-transformers checkpoint: export it, do not probe the hub
-    name = f"onnx/{COMMUNITY_FILES[variant or 'fp32']}"
+    file = community_file(variant)
+    if file is None:
+        return None
+    name = f"onnx/{file}"
     try:
         onnx = hub.download(repo_id, name)
     except ModelNotFoundError:
@@ -132,7 +144,7 @@ def locate(model: str | Path, variant: str | None, build_missing: bool = True) -
         or str(model).count("/") != 1
     ):
         raise ModelNotFoundError(f"{model} is neither an existing folder nor a hub id (org/name)")
-    wanted = variant or DEFAULT_VARIANT
+    wanted = variant or default_variant()
     stored = variant_dir(path if is_local else str(model), wanted)
     if (stored / ONNX_FILE).is_file():
         return _files(stored, stored / ONNX_FILE)
@@ -140,14 +152,13 @@ def locate(model: str | Path, variant: str | None, build_missing: bool = True) -
         community = _from_hub_onnx(str(model), variant)
         if community:
             return community
-    if build_missing and export_available():
-        from embgemma_plugins.onnx_models.export import export_variant
-
+    build = builder() if build_missing else None
+    if build is not None:
         print(
             f"embgemma: building the {wanted} variant of {model} (one time, a few minutes)...",
             file=sys.stderr,
         )
-        built = export_variant(path if is_local else str(model), wanted, if_missing=True)
+        built = build(path if is_local else str(model), wanted)
         return _files(built, built / ONNX_FILE)
     raise ModelNotFoundError(missing_variant_message(model, wanted))
 
@@ -157,7 +168,7 @@ def load_prompt_table(files: ModelFiles) -> PromptTable:
     use the table of the checkpoint they were made from."""
     if files.prompts:
         return PromptTable.from_file(files.prompts)
-    from embgemma_plugins import hub
+    from embgemma_plugins.store import hub
 
     source = files.manifest.model_id if files.manifest else DEFAULT_MODEL
     try:

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from embgemma_plugins.cli.parts import PART_SUFFIX, Part, read_stats, write_part
-from embgemma_plugins.cli.records import Reject
+from embgemma_plugins.jobs.parts import PART_SUFFIX, Part, read_stats, write_part
+from embgemma_plugins.jobs.records import Reject
 
 STATE_FILE = "state.json"
 STATE_VERSION = 1
@@ -109,6 +109,12 @@ class WorkDir:
             reject_path.unlink()
         write_part(self.part(index), part, stats)
         fsync_dir(self.path)
+
+
+def saved_hint(work: WorkDir) -> str:
+    """The line that tells a failed run's user what it kept (empty when nothing)."""
+    parts = len(list(work.path.glob(f"part-*{PART_SUFFIX}"))) if work.path.is_dir() else 0
+    return f"\n{parts} finished chunk(s) are kept in {work.path}" if parts else ""
 
 
 def reject_line(reject: Reject, source: str) -> str:

@@ -6,8 +6,8 @@ real command in a child process and reads its peak RSS with
 children are only that command).  Peak RSS should not grow with N (the CLI streams
 in chunks; tests/test_cli_memory.py checks that), so two sizes show the trend::
 
-    python -m embgemma_plugins.benchmarks.rss_cli --variant int8 --rows 1000 --rows 4000
-    python -m embgemma_plugins.benchmarks.rss_cli --variant int8 --rows 100000   # the target
+    python -m embgemma_plugins.bench.rss_cli --variant int8 --rows 1000 --rows 4000
+    python -m embgemma_plugins.bench.rss_cli --variant int8 --rows 100000   # the target
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from embgemma_plugins.benchmarks import corpus
-from embgemma_plugins.onnx_models.store import DEFAULT_MODEL, VARIANTS
+from embgemma_plugins.bench import corpus
+from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.registry import variants
 
 WRAPPER = """
 import resource, subprocess, sys
@@ -70,11 +71,11 @@ def measure(model: str, variant: str | None, rows: int, extra: Sequence[str] = (
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m embgemma_plugins.benchmarks.rss_cli",
+    p = argparse.ArgumentParser(prog="python -m embgemma_plugins.bench.rss_cli",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--variant", choices=VARIANTS)
+    p.add_argument("--variant", choices=variants())
     p.add_argument("--rows", type=int, action="append", help="repeatable (default 1000)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     a, extra = p.parse_known_args(argv)

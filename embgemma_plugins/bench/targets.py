@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from embgemma_plugins.benchmarks.harness import ONNX, Row
-from embgemma_plugins.benchmarks.rss_cli import CliRss
+from embgemma_plugins.bench.harness import ONNX, Row
+from embgemma_plugins.bench.rss_cli import CliRss
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,201 @@
+"""What the LangChain and LlamaIndex classes are configured with: the ``embeddings`` section.
+
+:class:`EmbeddingGemmaSettings` defines the section's keys once (the model settings of
+:class:`~embgemma_plugins.settings.ModelSettings`, checked there, plus the query task and
+the title key); both framework classes inherit it, so a section is validated the same way
+whichever framework it builds.  A section comes from a mapping, a config file plus a key
+path, or a provider string (:mod:`embgemma_plugins.configfile`).
+
+The ONNX session is opened on first use, shared by every object with the same model
+settings in the process (:func:`~embgemma_plugins.shared.shared_model`), and never pickled.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from typing_extensions import Self
+
+from embgemma_plugins import configfile
+from embgemma_plugins.configfile import PROVIDER
+from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.model import EmbeddingGemma
+from embgemma_plugins.prompts import QUERY_TASK, normalise_task
+from embgemma_plugins.settings import ModelSettings
+from embgemma_plugins.shared import shared_model
+
+_DOCUMENT_TASKS = {"document", "retrieval document"}
+_DEFAULTS = ModelSettings()
+#: The section keys that are model settings (the others are the adapters' own).
+MODEL_KEYS = ("model", "variant", "dimensions", "providers", "threads", "max_length",
+              "batch_tokens")
+
+
+class _Lazy:
+    """The loaded model and the key it was opened for; pickles and copies empty."""
+
+    def __init__(self) -> None:
+        self.key: ModelSettings | None = None
+        self.model: EmbeddingGemma | None = None
+        self.lock = threading.Lock()
+
+    def __reduce__(self) -> tuple[type[_Lazy], tuple[()]]:
+        return (_Lazy, ())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Lazy:
+        return _Lazy()
+
+
+class EmbeddingGemmaSettings(BaseModel):
+    """The ``embeddings`` section: what both framework classes are configured with.
+
+    Attributes:
+        model: hub id or local folder of an export.
+        variant: ``fp32``, ``int8`` or ``int4`` (``None``: the store's default).
+        dimensions: 768, 512, 256 or 128 (Matryoshka).
+        query_task: the prompt task of queries (``query``; e.g. ``question answering``,
+            ``fact checking``, ``code retrieval``); documents always get the document prompt.
+        title_key: metadata key holding a document's title (``title: {title} | text: ``).
+        providers: ONNX Runtime providers (``cpu``, ``cuda``, a list, or ``None``: auto).
+        threads: intra-op threads (``None``: one per physical core).
+        max_length: tokens per text (longer texts are cut).
+        batch_tokens: padded tokens per batch (bounds memory per session run).
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    model: str = _DEFAULTS.model
+    variant: str | None = _DEFAULTS.variant
+    dimensions: int = _DEFAULTS.dimensions
+    query_task: str = QUERY_TASK
+    title_key: str | None = None
+    providers: str | list[str] | None = None
+    threads: int | None = Field(default=_DEFAULTS.threads, ge=1)
+    max_length: int = Field(default=_DEFAULTS.max_length, ge=3, le=_DEFAULTS.max_length)
+    batch_tokens: int = Field(default=_DEFAULTS.batch_tokens, ge=1)
+
+    _lazy: _Lazy = PrivateAttr(default_factory=_Lazy)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
+    @field_validator("model", "variant", "dimensions", "threads", "max_length", "batch_tokens")
+    @classmethod
+    def _model_setting(cls, v: Any, info: ValidationInfo) -> Any:
+        try:
+            return ModelSettings.check(str(info.field_name), v)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e)) from None
+
+    @field_validator("query_task")
+    @classmethod
+    def _query_task(cls, v: str) -> str:
+        if normalise_task(v) in _DOCUMENT_TASKS:
+            raise ValueError(f"{v!r} is the document prompt; queries need a query task")
+        if not v.strip():
+            raise ValueError("query_task must not be empty")
+        return v
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _providers(cls, v: Any) -> Any:
+        if isinstance(v, str) and "," in v:  # "cuda,cpu" from a provider string
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return list(v) if isinstance(v, tuple) else v
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other) or not isinstance(other, BaseModel):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def model_settings(self) -> ModelSettings:
+        """The model this section describes."""
+        return ModelSettings(**{k: getattr(self, k) for k in MODEL_KEYS})
+
+    @property
+    def client(self) -> EmbeddingGemma:
+        """The core model (opened on first use; see :func:`shared_model`)."""
+        key = self.model_settings()
+        lazy = self._lazy
+        with lazy.lock:
+            if lazy.model is None or lazy.key != key:
+                lazy.model, lazy.key = shared_model(key), key
+            return lazy.model
+
+    def _embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
+        try:
+            prompt = self.client.prompt_for(task=self.query_task)
+        except InvalidArgumentError as e:
+            raise InvalidArgumentError(f"query_task: {e}") from None
+        out: list[list[float]] = self.client.embed(texts, prompt=prompt).tolist()
+        return out
+
+    def _embed_documents(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+    ) -> list[list[float]]:
+        out: list[list[float]] = self.client.embed_documents(texts, titles=titles).tolist()
+        return out
+
+    # -- config sections -------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any], *, where: str = "embeddings") -> Self:
+        """Build from a config section; unknown keys and bad values name the key."""
+        if not isinstance(section, Mapping):
+            raise InvalidArgumentError(f"{where}: expected a mapping, got {type(section).__name__}")
+        values = dict(section)
+        provider = values.pop("provider", PROVIDER)
+        if provider != PROVIDER:
+            raise InvalidArgumentError(f"{where}.provider: expected {PROVIDER!r}, got {provider!r}")
+        keys = list(EmbeddingGemmaSettings.model_fields)
+        for k in values:
+            if k not in keys:
+                raise InvalidArgumentError(
+                    f"{where}.{k}: unknown key; valid keys: provider, {', '.join(keys)}"
+                )
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"][:1])
+            msg = err["msg"].removeprefix("Value error, ")
+            raise InvalidArgumentError(f"{where}.{key}: {msg} (got {err['input']!r})") from None
+
+    def to_config(self) -> dict[str, Any]:
+        """The section (``provider``, ``model`` and every non-default key)."""
+        fields = EmbeddingGemmaSettings.model_fields
+        values = {k: getattr(self, k) for k in fields}
+        kept = {k: v for k, v in values.items() if k == "model" or v != fields[k].default}
+        return {"provider": PROVIDER, **kept}
+
+    @classmethod
+    def from_config_file(cls, path: str | Path, key: str | Sequence[str] = "embeddings") -> Self:
+        """Build from the section at ``key`` (``"rag.embeddings"``; ``""``: the whole
+        file) of a YAML, TOML or JSON file."""
+        data, where = configfile.section_at(Path(path), key)
+        return cls.from_config(data, where=where)
+
+    @classmethod
+    def from_provider_string(cls, spec: str) -> Self:
+        """Build from ``embgemma:<model>?key=value&...`` (an empty model: the default)."""
+        return cls.from_config(configfile.parse_provider_string(spec), where=spec)
+
+    def to_provider_string(self) -> str:
+        """The inverse of :meth:`from_provider_string`."""
+        return configfile.provider_string(self.to_config())
