@@ -47,27 +47,48 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models(as_json: bool) -> None:
-    """List the model variants in the model store ($EMBGEMMA_HOME).
+@click.option("--verify", is_flag=True,
+              help="Hash every file again, trusting no earlier check (exit code 1 if any "
+              "file is damaged; without it, files unchanged since their last check are "
+              "trusted).")
+def models(as_json: bool, verify: bool) -> None:
+    """List the model variants in the model store ($EMBGEMMA_HOME), checking each
+    file against its manifest (a damaged variant is listed as DAMAGED, exit code 1).
 
     \b
     Examples:
       embgemma models
+      embgemma models --verify
       embgemma models --json | jq '.[].path'
     """
+    from embgemma_plugins.store.resolve import repair_command
+    from embgemma_plugins.store.verify import check_folder
+
     found = list_variants()
+    damage = {v.path: check_folder(v.path, v.manifest, use_stamps=not verify).bad
+              for v in found}
     if as_json:
         click.echo(json.dumps([
             {"model": v.manifest.model_id, "revision": v.manifest.revision,
              "variant": v.manifest.variant, "size_bytes": v.size_bytes,
-             "fidelity": v.manifest.fidelity, "path": str(v.path)} for v in found], indent=2))
-        return
-    if not found:
+             "fidelity": v.manifest.fidelity, "path": str(v.path),
+             "damaged": damage[v.path]} for v in found], indent=2))
+    elif not found:
         click.echo(f"no variants in {store_root()}; build one with: embgemma export --variant fp32")
-        return
-    rows = [[v.manifest.model_id, v.manifest.variant, human_size(v.size_bytes),
-             fidelity_text(v.manifest.fidelity), str(v.path)] for v in found]
-    click.echo(table(rows, ["MODEL", "VARIANT", "SIZE", "FIDELITY", "PATH"]))
+    else:
+        rows = [[v.manifest.model_id, v.manifest.variant, human_size(v.size_bytes),
+                 "DAMAGED" if damage.get(v.path) else fidelity_text(v.manifest.fidelity),
+                 str(v.path)] for v in found]
+        click.echo(table(rows, ["MODEL", "VARIANT", "SIZE", "FIDELITY", "PATH"]))
+    bad = [v for v in found if damage.get(v.path)]
+    for v in bad:
+        files = "; ".join(f"{name}: {why}" for name, why in damage[v.path].items())
+        click.echo(f"damaged: {v.path}: {files}\n  replace it with: "
+                   f"{repair_command(v.path, v.manifest)}", err=True)
+    if verify and not as_json:
+        click.echo(f"verified {len(found) - len(bad)} of {len(found)} variant(s)", err=True)
+    if bad:
+        raise SystemExit(1)
 
 
 @click.command()

@@ -55,3 +55,11 @@ class RowError(JobError):
 
 class JobInterrupted(JobError):
     """A job stopped by SIGINT or SIGTERM; finished chunks are kept for ``--resume``."""
+
+
+class DamagedModelError(ModelNotFoundError):
+    """A variant folder whose files do not match its manifest (never loaded)."""
+
+    def __init__(self, message: str, files: list[str]) -> None:
+        super().__init__(message)
+        self.files = files

@@ -85,7 +85,7 @@ class EmbeddingGemma:
         self.revision = manifest.revision if manifest else None
         self.tokenizer = Tokenizer(self.files.tokenizer)
         self.session, self.table_pages = TablePages.open(  # the table's pages: bounds RSS
-            lambda: create_session(self.files.onnx, s.providers, s.threads), self.files.onnx
+            lambda: create_session(self.files.onnx, s.provider_list(), s.threads), self.files.onnx
         )
         self._prompts: PromptTable | None = None
         self._lock = threading.Lock()

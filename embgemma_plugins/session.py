@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
 from embgemma_plugins.unpack4 import is_packed, load_packed
 
 OUTPUT_NAME = "sentence_embedding"
@@ -134,12 +135,19 @@ def create_session(
     """Open ``model_path`` on the resolved providers and check the graph's outputs."""
     resolved = resolve_providers(providers, available_providers())
     opts = session_options(threads)
-    if is_packed(Path(model_path)):  # 4-bit codes on disk, int8 weights built here
-        with load_packed(Path(model_path), opts) as (graph, arrays):
-            session = ort.InferenceSession(graph, sess_options=opts, providers=resolved)
-            session._embgemma_weights = arrays  # read in place (read-only folder): keep alive
-    else:
-        session = ort.InferenceSession(str(model_path), sess_options=opts, providers=resolved)
+    try:
+        if is_packed(Path(model_path)):  # 4-bit codes on disk, int8 weights built here
+            with load_packed(Path(model_path), opts) as (graph, arrays):
+                session = ort.InferenceSession(graph, sess_options=opts, providers=resolved)
+                session._embgemma_weights = arrays  # read-only folder: arrays ORT reads in place
+        else:
+            session = ort.InferenceSession(str(model_path), sess_options=opts, providers=resolved)
+    except (OSError, ValueError, ort_errors.Fail, ort_errors.InvalidProtobuf,
+            ort_errors.InvalidGraph, ort_errors.NoSuchFile, ort_errors.RuntimeException) as e:
+        raise ModelNotFoundError(
+            f"ONNX Runtime cannot load {model_path} ({type(e).__name__}: {str(e)[:300]}); the "
+            "file or its external data is damaged or incomplete: rebuild or re-download it"
+        ) from None
     first = resolved[0] if isinstance(resolved[0], str) else resolved[0][0]
     if first not in session.get_providers():
         # ONNX Runtime falls back to CPU with only a log line when, e.g., CUDA

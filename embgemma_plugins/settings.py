@@ -27,7 +27,7 @@ Providers = str | Sequence[ProviderSpec] | None
 class ModelSettings:
     """Which model and how it runs (see :class:`~embgemma_plugins.EmbeddingGemma`).
 
-    Frozen and hashable (a provider list becomes a tuple), so equal settings share one
+    Frozen and hashable (a provider list becomes a tuple of providers), so equal settings share one
     loaded model (:func:`embgemma_plugins.shared.shared_model`) and pickle to Ray actors.
     """
 
@@ -48,8 +48,10 @@ class ModelSettings:
         check_variant(self.variant)
         object.__setattr__(self, "dimensions", check_dimensions(self.dimensions))
         p = self.providers
+        if isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], dict):
+            p = (p,)  # one (name, options) pair: a list of one provider
         if p is not None and not isinstance(p, str):
-            object.__setattr__(self, "providers", tuple(p))
+            object.__setattr__(self, "providers", tuple(p))  # a list of providers
         for name in ("threads", "max_length", "batch_tokens"):
             value = getattr(self, name)
             if value is not None or name != "threads":
@@ -62,6 +64,11 @@ class ModelSettings:
             )
         if self.batch_tokens < 1:
             raise InvalidArgumentError(f"batch_tokens must be positive, got {self.batch_tokens}")
+
+    def provider_list(self) -> str | list[ProviderSpec] | None:
+        """The providers as ONNX Runtime sessions take them (a list, not a tuple)."""
+        p = self.providers
+        return p if p is None or isinstance(p, str) else list(p)
 
     @classmethod
     def names(cls) -> list[str]:

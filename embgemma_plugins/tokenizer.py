@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
 
 MIN_LENGTH = 3  # BOS, at least one piece, EOS
 MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
@@ -48,7 +48,13 @@ class Tokenizer:
 
     def __init__(self, model_file: str | Path) -> None:
         self.model_file = Path(model_file)
-        self._sp = spm.SentencePieceProcessor(model_file=str(self.model_file))
+        try:
+            self._sp = spm.SentencePieceProcessor(model_file=str(self.model_file))
+        except (OSError, RuntimeError) as e:
+            raise ModelNotFoundError(
+                f"{self.model_file} is not a readable SentencePiece tokenizer ({e}); replace "
+                "the model folder's tokenizer.model with the checkpoint's"
+            ) from None
         self.bos_id = int(self._sp.bos_id())
         self.eos_id = int(self._sp.eos_id())
         self.pad_id = max(int(self._sp.pad_id()), 0)

@@ -24,6 +24,7 @@ from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
 from embgemma_plugins.store.layout import DEFAULT_MODEL, ONNX_FILE, store_root, variant_dir
 from embgemma_plugins.store.manifest import MANIFEST_FILE, Manifest
 from embgemma_plugins.store.registry import check_variant, default_variant, registry
+from embgemma_plugins.store.verify import verify
 
 TOKENIZER_FILE = "tokenizer.model"
 #: Entry-point group of variant builders: the build layer (onnx_models) registers one, so the
@@ -63,12 +64,21 @@ def community_file(variant: str | None) -> str | None:
     return registry()[variant or "fp32"].community_file
 
 
+def repair_command(root: Path, manifest: Manifest) -> str:
+    """The command that replaces the variant folder ``root`` with an intact copy."""
+    command = f"embgemma export --model {manifest.model_id} --variant {manifest.variant}"
+    stored = variant_dir(manifest.model_id, manifest.variant)
+    return command if stored.resolve() == root.resolve() else f"{command} --out {root}"
+
+
 def _files(root: Path, onnx: Path) -> ModelFiles:
+    manifest = Manifest.read(root) if (root / MANIFEST_FILE).is_file() else None
+    if manifest is not None:  # never a session on damaged weights
+        verify(root, manifest, lambda: repair_command(root, manifest))
     tokenizer = root / TOKENIZER_FILE
     if not tokenizer.is_file():
         raise ModelNotFoundError(f"{root} has no {TOKENIZER_FILE} (the SentencePiece tokenizer)")
     prompts = root / PROMPTS_FILE
-    manifest = Manifest.read(root) if (root / MANIFEST_FILE).is_file() else None
     return ModelFiles(root, onnx, tokenizer, prompts if prompts.is_file() else None, manifest)
 
 
