@@ -13,6 +13,7 @@ from embgemma_plugins.cli.bench_cmd import bench
 from embgemma_plugins.cli.embed_cmd import embed
 from embgemma_plugins.cli.export_cmd import export
 from embgemma_plugins.cli.search_cmd import search
+from embgemma_plugins.cli.serve_cmd import serve
 from embgemma_plugins.cli.store_cmds import info, models, tasks
 
 
@@ -32,7 +33,7 @@ def cli() -> None:
     """
 
 
-for command in (embed, search, export, models, tasks, info, bench):
+for command in (embed, search, export, models, tasks, info, bench, serve):
     cli.add_command(command)
 
 
