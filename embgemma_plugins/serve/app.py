@@ -146,7 +146,8 @@ class Server:
     # -- TEI ------------------------------------------------------------------------
     async def embed(self, request: Request, info: dict[str, Any]) -> Response:
         self.service.require()
-        call = wire.tei_call(await read_json(request, self.settings.max_body_bytes))
+        call = wire.tei_call(await read_json(request, self.settings.max_body_bytes),
+                             request.query_params)
         done = await self.service.embed(call)
         info.update(texts=len(call.texts), tokens=done.tokens)
         return json_response(done.vectors.tolist())
@@ -155,7 +156,7 @@ class Server:
         model = self.service.require()
         texts, task, special = wire.tokenize_call(
             await read_json(request, self.settings.max_body_bytes))
-        prompt = model.prompt_for(task=self.service.task_of((task,) if task else ()))
+        prompt = self.service.prompt_of((task,) if task else ())
         lister = responses.TokenLister(model.tokenizer)
         listed = await anyio.to_thread.run_sync(
             lambda: [lister.tokens(prompt + t, special) for t in texts])

@@ -24,7 +24,7 @@ from embgemma_plugins.prompts import DOCUMENT_TASK, normalise_task
 from embgemma_plugins.serve.batcher import Batcher, BatchStats, QueueFull
 from embgemma_plugins.serve.errors import ApiError, bad_request
 from embgemma_plugins.serve.settings import ServeSettings
-from embgemma_plugins.serve.wire import EmbedCall, TaskChoice
+from embgemma_plugins.serve.wire import NO_PROMPT, EmbedCall, TaskChoice
 from embgemma_plugins.tokenizer import Encoded
 
 log = logging.getLogger("embgemma.serve")
@@ -101,11 +101,7 @@ class EmbeddingService:
             return DOCUMENT_TASK
         chosen: dict[str, TaskChoice] = {}
         for c in choices:
-            try:
-                prompt = model.prompt_for(task=c.name)
-            except InvalidArgumentError as e:
-                raise bad_request(f"'{c.field}': {e}", c.field) from None
-            chosen.setdefault(prompt, c)
+            chosen.setdefault(self._prompt(model, c), c)
         if len(chosen) > 1:
             a, b = list(chosen.values())[:2]
             raise bad_request(
@@ -114,12 +110,27 @@ class EmbeddingService:
             )
         return choices[0].name
 
+    @staticmethod
+    def _prompt(model: EmbeddingGemma, choice: TaskChoice) -> str:
+        if normalise_task(choice.name) == NO_PROMPT:
+            return ""
+        try:
+            return model.prompt_for(task=choice.name)
+        except InvalidArgumentError as e:
+            raise bad_request(f"'{choice.field}': {e} (or {NO_PROMPT!r}: no prompt, the text "
+                              "carries its own)", choice.field) from None
+
+    def prompt_of(self, choices: tuple[TaskChoice, ...]) -> str:
+        """The prompt string of the task the request names."""
+        model = self.require()
+        return self._prompt(model, TaskChoice(self.task_of(choices), "task"))
+
     def prompts_for(self, call: EmbedCall) -> str | list[str]:
         """One prompt for all texts, or one per text when titles are given."""
         model = self.require()
         task = self.task_of(call.tasks)
         if call.titles is None:
-            return model.prompt_for(task=task)
+            return self.prompt_of(call.tasks)
         if normalise_task(task) != normalise_task(DOCUMENT_TASK):
             raise bad_request(f"'titles' are for the document task, not {task!r}", "titles")
         return [model.prompts.document_prompt(t) for t in call.titles]

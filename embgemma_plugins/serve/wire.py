@@ -7,7 +7,7 @@ table later (:mod:`embgemma_plugins.serve.service`), which knows the valid names
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,8 @@ INPUT_TYPES = {
     "clustering": "Clustering",
 }
 ENCODINGS = ("float", "base64")
+#: The task name that adds no prompt: for clients that put the model's prompt in the text.
+NO_PROMPT = "none"
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def model_task(model: str | None, names: Iterable[str], tasks: Iterable[str]) ->
     if not model or ":" not in model:
         return None
     base, suffix = model.rsplit(":", 1)
-    known = {normalise_task(t) for t in tasks}
+    known = {normalise_task(t) for t in (*tasks, NO_PROMPT)}
     if normalise_task(suffix) in known:
         return TaskChoice(suffix, "model")
     if base in set(names):
@@ -176,9 +178,10 @@ def openai_call(body: Any, names: Iterable[str], tasks: Iterable[str]) -> EmbedC
                      dimensions_field(body), None, encoding, model)
 
 
-def tei_call(body: Any) -> EmbedCall:
+def tei_call(body: Any, query: Mapping[str, str] | None = None) -> EmbedCall:
     """``POST /embed``: TEI's ``inputs``, ``truncate``, ``normalize``, ``prompt_name``,
-    ``dimensions`` (plus this server's ``titles``)."""
+    ``dimensions`` (plus this server's ``titles``).  ``?prompt_name=`` in the URL is for
+    clients that can set only a URL (LlamaIndex's ``endpoint``)."""
     body = _object(body)
     texts = texts_field(body, "inputs")
     truncate = _optional(body, "truncate", bool, "true or false")
@@ -193,7 +196,9 @@ def tei_call(body: Any) -> EmbedCall:
             f"'truncation_direction' {direction!r} is not supported: inputs are cut at the "
             "end (right), keeping EOS last, as the model was trained", "truncation_direction",
         )
-    choices = [c for c in (_task_field(body, "prompt_name"), _task_field(body, "task"))
+    in_url = (query or {}).get("prompt_name")
+    choices = [c for c in (_task_field(body, "prompt_name"), _task_field(body, "task"),
+                           TaskChoice(in_url, "?prompt_name") if in_url else None)
                if c is not None]
     return EmbedCall(texts, tuple(choices), titles_field(body, len(texts)),
                      dimensions_field(body), truncate, field="inputs")
