@@ -17,7 +17,11 @@ import anyio
 import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
-from embgemma_plugins.errors import EmbeddingGemmaError, InvalidArgumentError
+from embgemma_plugins.errors import (
+    EmbeddingGemmaError,
+    InvalidArgumentError,
+    NonFiniteEmbeddingError,
+)
 from embgemma_plugins.maths import truncate
 from embgemma_plugins.model import MAX_LENGTH
 from embgemma_plugins.prompts import DOCUMENT_TASK, normalise_task
@@ -65,7 +69,10 @@ class EmbeddingService:
                                providers=s.providers, threads=s.threads,
                                batch_tokens=s.max_batch_tokens)
         tasks = model.prompts.names()  # read the prompt table now: a broken one fails here
-        model.embed(["warm up"], task=DOCUMENT_TASK)
+        try:
+            model.embed(["warm up"], task=DOCUMENT_TASK)
+        except NonFiniteEmbeddingError as e:  # each request will be refused, not served NaN
+            log.warning("embgemma serve: the model produced NaN/Inf on a warm-up text: %s", e)
         manifest = model.files.manifest
         ids = [s.model, *([manifest.model_id] if manifest else [])]
         self.names = list(dict.fromkeys([*ids, *(Path(i).name for i in ids)]))
