@@ -30,10 +30,10 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # now: connections wait in the backlog until uvicorn accepts
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
