@@ -125,3 +125,17 @@ def test_a_failing_batch_fails_only_its_requests(gemma):
     assert isinstance(error, ApiError) and error.status == 500 and error.tei_status == 424
     assert error.message.startswith("the model failed: ")
     np.testing.assert_array_equal(fine, gemma.embed_documents(["fine"]))
+
+
+def test_small_and_large_tokenizer_batches_give_the_same_ids(gemma):
+    """Requests are tokenised a few texts at a time, which the tokenizer does text by text
+    (SentencePiece's batch call starts a thread pool: 0.5-0.9 ms for one query); a large
+    batch goes through the batch call. Both must give the ids offline embedding uses."""
+    from embgemma_plugins.tokenizer import BATCH_ENCODE_MIN
+
+    texts = texts_of(BATCH_ENCODE_MIN + 8, seed=9)
+    many = gemma.tokenize(texts, "p: ")
+    for i in (0, 5, BATCH_ENCODE_MIN + 7):
+        one = gemma.tokenize([texts[i]], "p: ")
+        np.testing.assert_array_equal(one.ids[0], many.ids[i])
+        assert one.lengths[0] == many.lengths[i]
