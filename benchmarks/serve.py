@@ -20,6 +20,7 @@ import argparse
 import gzip
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -110,14 +111,22 @@ def workloads(queries: list[str], q_tokens: list[int], docs: list[str], d_tokens
     return out
 
 
-def measure(url: str, work: dict[str, dict[int, list[list[Request]]]], batching: bool
-            ) -> dict[str, dict[int, dict[str, Any]]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, work: dict[str, dict[int, list[list[Request]]]], batching: bool,
+            pid: int) -> dict[str, dict[int, dict[str, Any]]]:
     out: dict[str, dict[int, dict[str, Any]]] = {}
     for kind, levels in work.items():
         out[kind] = {}
         for level, per_client in levels.items():
             before = batch_stats(url) if batching else (0.0, 0.0)
+            cpu = cpu_seconds(pid)
             r: LevelResult = run_level(url, "/v1/embeddings", per_client)
+            cpu = cpu_seconds(pid) - cpu
             after = batch_stats(url) if batching else (0.0, 0.0)
             lat = sorted(r.latencies_ms)
             rows = after[1] - before[1]
@@ -127,6 +136,7 @@ def measure(url: str, work: dict[str, dict[int, list[list[Request]]]], batching:
                 "p50_ms": lat[len(lat) // 2], "p99_ms": lat[min(len(lat) - 1,
                                                              int(len(lat) * 0.99))],
                 "mean_batch": (after[0] - before[0]) / rows if rows else None,
+                "server_cpu": cpu / r.seconds,  # cores busy on average (2 = both)
                 "statuses": r.statuses,
             }
             print(f"  {kind} x{level}: {out[kind][level]['texts_s']:.1f} texts/s, errors "
@@ -163,13 +173,13 @@ def main() -> None:
     print("embgemma serve ...", file=sys.stderr, flush=True)
     proc, url = start([sys.executable, "-m", "embgemma_plugins.cli.main", "serve",
                        *model_args, "--port", "0", "--truncate", *a.serve_option])
-    results["serve"] = measure(url, work, batching=True)
+    results["serve"] = measure(url, work, batching=True, pid=proc.pid)
     results["serve_rss_mb"] = stop(proc)
     if not a.skip_naive:
         print("one-at-a-time server ...", file=sys.stderr, flush=True)
         proc, url = start([sys.executable, "-m", "benchmarks.serve_workers", "naive",
                            *model_args])
-        results["naive"] = measure(url, work, batching=False)
+        results["naive"] = measure(url, work, batching=False, pid=proc.pid)
         results["naive_rss_mb"] = stop(proc)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1))

@@ -17,8 +17,8 @@ def table(results: dict[str, Any]) -> str:
     naive = results.get("naive")
     lines = [
         "| requests | clients | texts/s | tokens/s | p50 ms | p99 ms | errors | mean batch "
-        "| x offline | x one-at-a-time | one-at-a-time texts/s (p50 ms) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| server cores busy | x offline | x one-at-a-time | one-at-a-time texts/s (p50 ms) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, levels in results["serve"].items():
         base = offline_rate(results, kind)
@@ -28,6 +28,7 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {LABELS[kind]} | {level} | {r['texts_s']:.1f} | {r['tokens_s']:.0f} | "
                 f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | {batch} | "
+                f"{r['server_cpu']:.2f} | "
                 f"{r['texts_s'] / base:.2f}x | "
                 + (f"{r['texts_s'] / n['texts_s']:.2f}x | {n['texts_s']:.1f} "
                    f"({n['p50_ms']:.0f}) |" if n else "- | - |"))

@@ -10,6 +10,7 @@ offline for the same text, task and dimensions.
 from __future__ import annotations
 
 try:
+    import orjson  # noqa: F401
     import prometheus_client  # noqa: F401
     import starlette  # noqa: F401
     import uvicorn  # noqa: F401

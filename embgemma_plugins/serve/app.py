@@ -55,8 +55,8 @@ async def read_json(request: Request, limit: int) -> Any:
             raise ApiError(413, f"the request body is over the server's limit of {limit} "
                            "bytes (--max-body-bytes)", code="request_too_large")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return responses.loads(bytes(body))
+    except ValueError as e:
         raise ApiError(400, f"the request body is not valid JSON: {e}",
                        code="invalid_json") from None
 
@@ -150,7 +150,7 @@ class Server:
                              request.query_params)
         done = await self.service.embed(call)
         info.update(texts=len(call.texts), tokens=done.tokens)
-        return json_response(done.vectors.tolist())
+        return json_response(responses.vectors_body(done.vectors))
 
     async def tokenize(self, request: Request, info: dict[str, Any]) -> Response:
         model = self.service.require()
