@@ -89,3 +89,16 @@ def test_error_bodies_in_both_dialects():
     assert busy.body(TEI)["error_type"] == "overloaded"
     assert busy.body(OPENAI)["error"]["type"] == "rate_limit_error"
     assert ApiError(503, "loading").body(TEI) == {"error": "loading", "error_type": "unhealthy"}
+
+
+def test_cli_defaults_are_the_settings_defaults():
+    """cli/serve_cmd.py states its defaults without importing the serve extra."""
+    from embgemma_plugins.cli.serve_cmd import serve
+    from embgemma_plugins.serve.settings import ServeSettings
+
+    defaults = ServeSettings()
+    options = {p.name: p.default for p in serve.params}
+    for name in ("host", "port", "max_batch_tokens", "max_wait_ms", "max_queue_texts",
+                 "max_request_texts", "max_body_bytes", "truncate", "model"):
+        assert options[name] == getattr(defaults, name), name
+    assert int(options["dimensions"]) == defaults.dimensions
