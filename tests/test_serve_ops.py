@@ -77,7 +77,7 @@ def vectors(response: httpx.Response) -> np.ndarray:
 
 def test_64_concurrent_requests_get_their_own_rows_and_metrics_count_them(tiny_model, offline):
     requests = plan(64)
-    with serve(tiny_model, "--max-wait-ms", "20") as s:
+    with serve(tiny_model, "--max-wait-ms", "100") as s:
         responses = asyncio.run(send_all(s.url, requests))
         for r, got in zip(requests, responses, strict=True):
             assert got.status_code == 200, got.text
