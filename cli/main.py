@@ -14,6 +14,7 @@ from .bench_cmd import bench
 from .embed_cmd import embed
 from .export_cmd import export
 from .search_cmd import search
+from .serve_cmd import serve
 from .store_cmds import info, models, tasks
 
 
@@ -33,7 +34,7 @@ def cli() -> None:
     """
 
 
-for command in (embed, search, export, models, tasks, info, bench):
+for command in (embed, search, export, models, tasks, info, bench, serve):
     cli.add_command(command)
 
 

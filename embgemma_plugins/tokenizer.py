@@ -21,6 +21,9 @@ from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
 
 MIN_LENGTH = 3  # BOS, at least one piece, EOS
 MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
+#: From this many texts on, SentencePiece's batch call (a thread pool) is faster than a
+#: loop; below, starting the pool costs more (one query: 0.5-0.9 ms vs 5 us).
+BATCH_ENCODE_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,10 @@ class Tokenizer:
             raise InvalidArgumentError(
                 f"max_length must be at least {MIN_LENGTH}, got {max_length}"
             )
-        pieces: list[list[int]] = self._sp.encode(list(texts), out_type=int) if texts else []
+        pieces: list[list[int]] = (
+            self._sp.encode(list(texts), out_type=int) if len(texts) >= BATCH_ENCODE_MIN
+            else [self._sp.encode(t, out_type=int) for t in texts]
+        )
         keep = max_length - 2
         ids = [np.array([self.bos_id, *p[:keep], self.eos_id], dtype=np.int64) for p in pieces]
         lengths = np.array([len(p) + 2 for p in pieces], dtype=np.int64)

@@ -29,14 +29,15 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("store", ["store", "store.*"]),
     ("model", ["settings", "model", "shared", ""]),  # "": the package's own __init__
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",
-                 "langchain", "llamaindex", "bench", "bench.*"]),
+                 "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*"]),
     ("build", ["onnx_models", "onnx_models.*"]),
     ("cli", ["cli", "cli.*"]),
 ]
 #: Rooms of one layer that must not lean on each other (importer prefix -> forbidden prefixes).
 SIDEWAYS = {
-    "jobs": ("ray", "framework", "config", "langchain", "llamaindex", "bench"),
-    "ray": ("framework", "config", "langchain", "llamaindex", "bench"),
+    "jobs": ("ray", "framework", "config", "langchain", "llamaindex", "bench", "serve"),
+    "ray": ("framework", "config", "langchain", "llamaindex", "bench", "serve"),
+    "serve": ("jobs", "ray", "framework", "config", "langchain", "llamaindex", "bench"),
 }
 #: Third-party packages the runtime never imports (torch & co. are the export extra's;
 #: click is the CLI's). The in-package benchmark runs sentence-transformers as the baseline.
