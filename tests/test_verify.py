@@ -92,19 +92,17 @@ def test_a_truncated_graph_without_a_manifest_fails_with_a_sentence(copy: Path) 
 
 
 def test_models_lists_damage_and_verify_rehashes(
-    tiny_model: Path, private_store: Path
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("EMBGEMMA_HOME", str(tmp_path / "home"))  # a store of its own
     stored = variant_dir("acme/tiny", "fp32")
     shutil.copytree(tiny_model, stored)
-    try:
-        ok = CliRunner().invoke(cli, ["models", "--verify"])
-        assert ok.exit_code == 0, ok.output
-        assert "meets bar" in ok.output and "verified 1 of 1 variant(s)" in ok.output
-        flip(stored / WEIGHTS, 99)  # same size and mtime: only a full rehash sees it
-        assert CliRunner().invoke(cli, ["models"]).exit_code == 0
-        bad = CliRunner().invoke(cli, ["models", "--verify"])
-        assert bad.exit_code == 1
-        assert "DAMAGED" in bad.output and f"{WEIGHTS}: sha256 differs" in bad.output
-        assert "replace it with: embgemma export --model" in bad.output
-    finally:
-        shutil.rmtree(stored.parent)
+    ok = CliRunner().invoke(cli, ["models", "--verify"])
+    assert ok.exit_code == 0, ok.output
+    assert "meets bar" in ok.output and "verified 1 of 1 variant(s)" in ok.output
+    flip(stored / WEIGHTS, 99)  # same size and mtime: only a full rehash sees it
+    assert CliRunner().invoke(cli, ["models"]).exit_code == 0
+    bad = CliRunner().invoke(cli, ["models", "--verify"])
+    assert bad.exit_code == 1
+    assert "DAMAGED" in bad.output and f"{WEIGHTS}: sha256 differs" in bad.output
+    assert "replace it with: embgemma export --model" in bad.output
