@@ -9,7 +9,7 @@ texts (the library's own batching), ``embgemma serve`` (cross-request batching),
 one-request-at-a-time server (``benchmarks.serve_workers naive``).  Each server gets
 1, 8, 32 and 128 concurrent clients (a bounded closed loop: each client sends a fixed
 number of requests), first of single short queries (query prompt), then of 16-document
-requests (document prompt), from ``benchmarks/data``.  Prints a Markdown table.  The
+requests (document prompt), from ``embgemma_plugins/bench/data``.  Prints a Markdown table.  The
 server runs with ``--truncate``, as offline ``embed`` and the one-at-a-time server cut
 long inputs too (the real model's benchmark documents are all under 2,048 tokens).
 """

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from integration_tests.conftest import REAL_MODEL, ROOT, read_jsonl
+from integration_tests.conftest import REAL_MODEL
 from tests.serve_process import serve
 
 pytest.importorskip("starlette")
@@ -41,9 +41,9 @@ def server(offline):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def corpus() -> tuple[list[str], list[str]]:
-    docs = [r["text"] for r in read_jsonl(ROOT / "benchmarks/data/documents.jsonl.gz")][::40]
-    queries = [r["text"] for r in read_jsonl(ROOT / "benchmarks/data/queries.jsonl")][::10]
-    return docs, queries
+    from embgemma_plugins.bench import corpus as bench_corpus
+
+    return bench_corpus.documents()[::40], bench_corpus.queries()[::10]
 
 
 def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -5,8 +5,8 @@ Outputs (paths relative to the repository root, all JSON Lines, one record a lin
 
 * ``onnx_models/data/fidelity.jsonl.gz``     quantised-vs-fp32 fidelity corpus
 * ``onnx_models/data/calibration.jsonl.gz``  quantisation calibration set (disjoint)
-* ``benchmarks/data/documents.jsonl.gz``     throughput benchmark documents
-* ``benchmarks/data/queries.jsonl``          throughput benchmark queries
+* ``embgemma_plugins/bench/data/documents.jsonl.gz``     throughput benchmark documents
+* ``embgemma_plugins/bench/data/queries.jsonl``          throughput benchmark queries
 * ``integration_tests/data/retrieval.jsonl.gz``  retrieval evaluation set
 * ``examples/sample.jsonl``                  demo input for ``embgemma embed``
 
@@ -1184,10 +1184,12 @@ def main() -> None:
     write_jsonl(REPO / "onnx_models/data/fidelity.jsonl.gz", [r.to_json() for r in fidelity])
     write_jsonl(REPO / "onnx_models/data/calibration.jsonl.gz", [r.to_json() for r in calibration])
     write_jsonl(
-        REPO / "benchmarks/data/documents.jsonl.gz", [r.to_json() for r in check_unique(bench_docs)]
+        REPO / "embgemma_plugins/bench/data/documents.jsonl.gz",
+        [r.to_json() for r in check_unique(bench_docs)],
     )
     write_jsonl(
-        REPO / "benchmarks/data/queries.jsonl", [r.to_json() for r in check_unique(bench_queries)]
+        REPO / "embgemma_plugins/bench/data/queries.jsonl",
+        [r.to_json() for r in check_unique(bench_queries)],
     )
     write_jsonl(
         REPO / "integration_tests/data/retrieval.jsonl.gz", [r.to_json() for r in retrieval]

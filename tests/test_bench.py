@@ -138,7 +138,7 @@ def test_percentiles_ratios_and_verdicts():
 
 
 def test_profile_summarises_kernel_time_by_operator(tiny_model):
-    from embgemma_plugins.bench import profile
+    from benchmarks import profile
 
     found = profile.profile(str(tiny_model), None, docs=4, threads=1)
     assert found and abs(sum(share for _, share, _ in found) - 1) < 1e-6
@@ -148,7 +148,7 @@ def test_profile_summarises_kernel_time_by_operator(tiny_model):
 
 @pytest.mark.parametrize("extra", [[], ["--long", "2"]])
 def test_ab_throughput_compares_two_folders_on_the_same_documents(tiny_model, capsys, extra):
-    from embgemma_plugins.bench import ab_throughput
+    from benchmarks import ab_throughput
 
     assert ab_throughput.main([str(tiny_model), str(tiny_model), "--rounds", "1", *extra]) == 0
     line = capsys.readouterr().out
@@ -158,7 +158,7 @@ def test_ab_throughput_compares_two_folders_on_the_same_documents(tiny_model, ca
 
 
 def test_attention_times_the_stored_node_and_its_split_form(capsys):
-    from embgemma_plugins.bench import attention
+    from benchmarks import attention
 
     # either side of split_queries' threshold: the two graphs must agree bit for bit
     assert attention.main(["--shapes", "1x130", "1x129", "2x16"]) == 0

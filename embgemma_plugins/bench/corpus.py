@@ -1,4 +1,4 @@
-"""The benchmark's real texts (benchmarks/data, described in docs/data.md)."""
+"""The benchmark's real texts (embgemma_plugins/bench/data, described in docs/data.md)."""
 
 from __future__ import annotations
 
