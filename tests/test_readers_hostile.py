@@ -61,6 +61,21 @@ def test_csv_unclosed_quote_in_a_large_file_stops_at_the_field_limit(tmp_path):
     assert lines > 1000
 
 
+def test_csv_a_lost_closing_quote_before_quoted_rows_is_a_two_line_reject(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_bytes(b'id,text\na,"one"\nb,"two\nc,"three"\nd,"four"\n')
+    got = list(Reader(str(path), "csv", FieldSpec()))
+    assert [type(i).__name__ for i in got] == ["Record", "Reject", "Record"]
+    assert got[1].line == 3 and got[1].raw == 'b,"two\nc,"three"'
+    assert got[1].reason.startswith("malformed CSV in the record on lines 3-4 (a quote "
+                                     "opened on line 3)")
+
+
+def test_csv_an_unquoted_field_past_the_limit(tmp_path):
+    data = b"id,text\na," + b"z" * (FIELD_LIMIT + 10) + b"\n"
+    assert "line 2: a field longer than 64 MB" in error(tmp_path, "big.csv", data, "csv")
+
+
 def test_opening_line_follows_the_csv_rules():
     assert opening_line(['a,"x""y\n', 'z\n'], 5) == 5  # an escaped quote keeps it open
     assert opening_line(['a,b"c,"d\n'], 2) == 2  # a quote inside an unquoted field is text

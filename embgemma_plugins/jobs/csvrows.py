@@ -29,9 +29,9 @@ RETAIN = 1 << 20  # characters of the current record kept to find where a field 
 csv.field_size_limit(FIELD_LIMIT)
 
 
-def opening_line(lines: list[str], first: int) -> int:
-    """The line (counting from ``first``) where the quoted field still open at the end
-    of ``lines`` began, by the rules of ``csv``'s default dialect."""
+def _scan(lines: list[str], first: int) -> tuple[int, bool]:
+    """Where the last quoted field of ``lines`` opened (counting lines from ``first``) and
+    whether it is still open at their end, by the rules of ``csv``'s default dialect."""
     opened, quoted, at_start, after_quote = first, False, True, False
     for number, line in enumerate(lines, start=first):
         for ch in line:
@@ -51,10 +51,19 @@ def opening_line(lines: list[str], first: int) -> int:
                 quoted, opened, at_start = True, number, False
             else:
                 at_start = ch in ",\r\n"
-        if after_quote:  # a quote at the very end of a line closes the field
-            quoted = after_quote = False
-            at_start = True
-    return opened
+    if after_quote:  # a quote at the very end closes the field
+        quoted = False
+    return opened, quoted
+
+
+def opening_line(lines: list[str], first: int) -> int:
+    """The line where the last quoted field of ``lines`` opened."""
+    return _scan(lines, first)[0]
+
+
+def quoted(lines: list[str]) -> bool:
+    """Whether ``lines`` end inside a quoted field."""
+    return _scan(lines, 0)[1]
 
 
 def describe(error: csv.Error) -> str:
@@ -123,12 +132,16 @@ class CsvRows:
 
     def _open_field(self, start: int, error: csv.Error) -> InputError:
         line = opening_line(self._pending, start)
-        why = ("is still open at the end of the file" if "end of data" in str(error)
-               else f"runs past {FIELD_LIMIT >> 20} MB")
+        if "end of data" in str(error):
+            why = "a quoted field opened on this line is still open at the end of the file"
+        elif quoted(self._pending):
+            why = f"a quoted field opened on this line runs past {FIELD_LIMIT >> 20} MB"
+        else:
+            return InputError(f"{self.name}, line {start}: a field longer than "
+                              f"{FIELD_LIMIT >> 20} MB")
         return InputError(
-            f"{self.name}, line {line}: a quoted field opened on this line {why}: a quote "
-            "that is never closed would swallow every following line; close it (or "
-            "double a quote inside a field as \"\")")
+            f"{self.name}, line {line}: {why}: a quote that is never closed would swallow "
+            "every following line; close it (or double a quote inside a field as \"\")")
 
     def __iter__(self) -> Iterator[Record | Reject]:
         if not self.header:
@@ -147,14 +160,21 @@ class CsvRows:
                 if "end of data" in str(e) or "field limit" in str(e):
                     raise self._open_field(start, e) from None
                 error = f"malformed CSV: {describe(e)}"
-            self._record_done()
+                if reader.line_num > start:  # say which lines the broken record took
+                    error = (f"malformed CSV in the record on lines {start}-{reader.line_num} "
+                             f"(a quote opened on line {opening_line(self._pending, start)}): "
+                             f"{describe(e)}")
             end = reader.line_num
             if values == []:
+                self._record_done()
                 continue
             buffer.seek(0)
             buffer.truncate()
             if values is not None:
                 csv.writer(buffer, lineterminator="").writerow(values)
+            else:  # the record's own lines, as far as they were kept
+                buffer.write("".join(self._pending).rstrip("\r\n"))
+            self._record_done()
             broken = [n for n in range(start, end + 1) if self._bad.pop(n, None) is not None]
             if broken:
                 error = f"invalid UTF-8 on line {broken[0]}"
