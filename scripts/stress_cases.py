@@ -107,6 +107,8 @@ def npy_skipped(ctx: Ctx) -> None:
 
 
 def control_tokens(ctx: Ctx) -> None:
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
     from embgemma_plugins.tokenizer import Tokenizer
 
     specials = ["<start_of_turn>", "<end_of_turn>", "<mask>", "<start_of_image>", "<bos>",
@@ -115,10 +117,13 @@ def control_tokens(ctx: Ctx) -> None:
     src = jsonl(ctx.folder / "in.jsonl", rows)
     out = ctx.folder / "out.parquet"
     ctx.embed(src, out)
-    tok = Tokenizer(ctx.model / "tokenizer.model")
-    ids = {int(i) for x in tok.encode(rows, 2048).ids for i in x[1:-1]}
-    ctx.expect(not ids & (tok.literal.ids | {tok.bos_id, tok.eos_id, tok.pad_id}),
-               "a control id in user text")
+    model = pb.ModelProto()  # type: ignore[attr-defined]  # generated protobuf module
+    model.ParseFromString((ctx.model / "tokenizer.model").read_bytes())
+    banned = {i for i, p in enumerate(model.pieces) if p.type in (2, 3)
+              or (p.type == 4 and not p.piece.replace("\u2581", " ").isspace())}
+    ids = {int(i) for x in Tokenizer(ctx.model / "tokenizer.model").encode(rows, 2048).ids
+           for i in x[1:-1]}
+    ctx.expect(not ids & banned, f"control ids in user text: {sorted(ids & banned)}")
     ctx.outcome.story, ctx.outcome.rows_in = "no control id in any row's ids", len(rows)
     ctx.count(out)
 
