@@ -7,7 +7,9 @@ For one variant folder (used read-only: verification stamps go to a temporary st
   ``EmbeddingGemma`` loads, each in a fresh process;
 - tokenizer: loading ``Tokenizer`` (SentencePiece + :class:`~embgemma_plugins.literal.Literal`)
   against SentencePiece alone, and encoding the fidelity corpus with and without the
-  check for protected strings::
+  check for protected strings;
+- markup: the vectors of texts holding a protected string (``<td>``, ``<mask>``...) read as
+  text against the same texts read with the tokens' ids, as sentence-transformers does::
 
     python -m benchmarks.reliability FOLDER [--rounds 5]
 """
@@ -75,7 +77,7 @@ def verification(folder: Path, rounds: int) -> None:
           f"{statistics.median(later):.3f} s over {rounds} pairs")
 
 
-def tokenizer(folder: Path, rounds: int) -> None:
+def tokenizer(folder: Path, rounds: int) -> list[str]:
     import sentencepiece as spm
 
     from embgemma_plugins.onnx_models.fidelity import CORPUS
@@ -96,6 +98,41 @@ def tokenizer(folder: Path, rounds: int) -> None:
     raw = best(lambda: tok.encode(texts, 2048), rounds)
     print(f"encode {len(texts)} corpus texts: without the check median {raw[0] * 1e3:.1f} ms, "
           f"with it median {safe[0] * 1e3:.1f} ms ({cut} text(s) hold a protected string)")
+    return texts
+
+
+MARKUP = [
+    "<table><tr><th>Package</th><th>Version</th></tr><tr><td>numpy</td><td>2.1</td></tr>"
+    "</table>",
+    "<h1>Install</h1><p>Run <code>pip install embgemma-plugins</code> first.</p>",
+    "<ul><li>fast</li><li>small</li><li><strong>local</strong></li></ul>",
+    "<blockquote>Mars is often called the <em>Red Planet</em>.</blockquote>",
+    "<start_of_turn>user\nWhich planet is red?<end_of_turn>",
+    "Fill the blank: the <mask> planet is Mars.",
+]
+
+
+def markup(folder: Path, texts: list[str]) -> None:
+    """How far the vectors of texts holding a protected string move when it is read as
+    text instead of as its token (what sentence-transformers would feed the model)."""
+    import numpy as np
+    import sentencepiece as spm
+
+    from embgemma_plugins import EmbeddingGemma
+
+    model = EmbeddingGemma(folder, build_missing=False)
+    tok = model.tokenizer
+    prompt = model.prompt_for("document")
+    held = [t for t in texts if tok.literal.cuts(prompt + t)] + MARKUP
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    ours = model.tokenize(held, prompt).ids
+    theirs = [np.array([2, *sp.encode(prompt + t)[: model.max_length - 2], 1]) for t in held]
+    a, b = model.embed_tokens(ours), model.embed_tokens(theirs)
+    cos = (a * b).sum(1)
+    grow = [len(x) / len(y) for x, y in zip(ours, theirs, strict=True)]
+    print(f"{len(held)} texts with protected strings ({len(held) - len(MARKUP)} from the corpus):"
+          f" cosine of text-as-text to token ids mean {cos.mean():.4f} min {cos.min():.4f}; "
+          f"tokens x{np.mean(grow):.2f} on average")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as store:
         os.environ["EMBGEMMA_HOME"] = store  # stamps here, never in the folder's own store
         verification(args.folder, args.rounds)
-        tokenizer(args.folder, args.rounds)
+        texts = tokenizer(args.folder, args.rounds)
+        markup(args.folder, texts)
     return 0
 
 

@@ -164,6 +164,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the outcomes as JSON")
     a = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.modules.setdefault("stress", sys.modules[__name__])  # the cases' `from stress import`
     from stress_cases import CASES
 
     root = Path(tempfile.mkdtemp(prefix="embgemma-stress-"))
