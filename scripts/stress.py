@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,7 @@ def main() -> int:
     parser.add_argument("-k", default="", help="run only the cases whose name contains this")
     parser.add_argument("--markdown", type=Path, help="write the table to this file too")
     parser.add_argument("--json", type=Path, help="write the outcomes as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the cases' folders")
     a = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.modules.setdefault("stress", sys.modules[__name__])  # the cases' `from stress import`
@@ -179,6 +181,8 @@ def main() -> int:
             state = "ok" if o.balanced else "skip" if not o.codes else "FAIL"
             print(f"{state:4} {name} ({o.seconds:.1f} s) {'; '.join(o.problems)}",
                   file=sys.stderr)
+    if not a.keep:
+        shutil.rmtree(root, ignore_errors=True)
     text = table(outcomes)
     print(text)
     ran = [o for o in outcomes if o.codes]
