@@ -59,15 +59,16 @@ def _go_on(parts: int, work: WorkDir, fix: str, options: str = "") -> str:
     return f"\nnothing was kept; {fix} and rerun the same command{options}"
 
 
-def _write_failure(e: OSError, out: Path) -> tuple[str, str]:
-    """What failed, and what to do about it, for an ``OSError`` while writing."""
-    what = f"cannot write {e.filename}" if e.filename else f"writing {out.name}'s files failed"
+def _io_failure(e: OSError, out: Path) -> tuple[str, str]:
+    """What failed, and what to do about it, for an ``OSError`` of the run's files."""
     reason = e.strerror or str(e)
-    if e.errno == errno.ENOSPC:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = f"cannot write {e.filename}" if e.filename else f"cannot write {out.name}"
         return f"{what}: {reason} (the disk holding {out.parent} is full)", "make room"
     if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        what = f"cannot write {e.filename}" if e.filename else f"cannot write {out.name}"
         return f"{what}: {reason}", f"make {out.parent} writable"
-    return f"{what}: {reason}", "fix that"
+    return f"{e.filename or out.name}: {reason}", "fix that"
 
 
 def explain(e: BaseException, out: Path, work: WorkDir, rejects: Path | None,
@@ -98,7 +99,7 @@ def explain(e: BaseException, out: Path, work: WorkDir, rejects: Path | None,
     if isinstance(e, InputError):
         return InputError(f"{e}{_go_on(parts, work, 'fix the input')}")
     if isinstance(e, OSError):
-        what, fix = _write_failure(e, out)
+        what, fix = _io_failure(e, out)
         return JobError(f"{what}{_go_on(parts, work, fix)}")
     if isinstance(e, EmbeddingGemmaError) and parts:
         return JobError(f"{e}\n{_kept(parts, work)}; rerun the same command with --resume "

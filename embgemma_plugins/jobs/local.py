@@ -15,12 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from embgemma_plugins.errors import (
-    EmbeddingGemmaError,
-    InvalidArgumentError,
-    JobError,
-    JobInterrupted,
-)
+from embgemma_plugins.errors import EmbeddingGemmaError, InvalidArgumentError, JobError
 from embgemma_plugins.jobs.failure import explain
 from embgemma_plugins.jobs.finish import finish, leftover
 from embgemma_plugins.jobs.job import Job, Totals, run
@@ -131,11 +126,10 @@ def _run(o: EmbedOptions, fmt: str, reader: Reader, progress: ProgressSink, say:
         del model
         done = finish(o.out, work, totals.chunks, job.layout, meta, o.rejects_path)
     except (Exception, KeyboardInterrupt) as e:
-        if work is None:  # nothing of this run is on disk yet
-            if isinstance(e, KeyboardInterrupt):
-                raise JobInterrupted("interrupted while starting; nothing was written") from None
-            raise
-        failure = explain(e, o.out, work, o.rejects_path, o.on_error, o.max_length)
+        if work is None and not isinstance(e, KeyboardInterrupt):
+            raise  # the model or the options: nothing of this run is on disk
+        failure = explain(e, o.out, work or WorkDir(o.out), o.rejects_path, o.on_error,
+                          o.max_length)
         if failure is e:
             raise
         raise failure from (None if isinstance(e, KeyboardInterrupt) else e)
