@@ -18,14 +18,30 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embgemma_plugins.jobs.finish import row_map_path, sidecar
-from embgemma_plugins.jobs.lock import lock_path, owner_path
 from embgemma_plugins.jobs.workdir import work_path
 
 from .cli_process import embed_command
 from .disk import everything, resize, tmpfs
 
 ROWS = 300
+
+
+# File names are the contract: spelled out, so these tests also run (and fail) on code
+# that lacks the lock or the row map.
+def lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.embgemma-lock"
+
+
+def owner_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.embgemma-run.json"
+
+
+def row_map_path(out: Path) -> Path:
+    return out.with_name(out.name + ".rows.npy")
+
+
+def sidecar(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
 
 
 def cli(tiny_model: Path, src: Path | str, out: Path, *extra: str, stdin: str | None = None

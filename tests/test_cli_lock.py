@@ -19,12 +19,21 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from embgemma_plugins.jobs.lock import lock_path, owner_path
 from embgemma_plugins.jobs.workdir import work_path
 
 from .cli_process import embed_command
 
 ROWS = 24
+
+
+def lock_path(out: Path) -> Path:
+    """The lock beside OUT (file names are the contract: spelled out, so that these tests
+    also run, and fail, on code without the lock)."""
+    return out.parent / f".{out.name}.embgemma-lock"
+
+
+def owner_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.embgemma-run.json"
 
 
 def lines(tag: str, n: int = ROWS) -> bytes:

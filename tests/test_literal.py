@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import sentencepiece as spm
 
-from embgemma_plugins.literal import user_defined
 from embgemma_plugins.tokenizer import Tokenizer
 from tests.pieces import USER_DEFINED, check_every_piece, kinds
 from tests.texts import TEXTS
@@ -62,6 +61,8 @@ def test_overlapping_and_one_character_pieces(hostile_vocabulary):
 
 @pytest.mark.parametrize("which", ["tiny", "hostile"])
 def test_the_scan_finds_exactly_the_user_defined_pieces(tiny_model, hostile_vocabulary, which):
+    from embgemma_plugins.literal import user_defined
+
     path = tiny_model / "tokenizer.model" if which == "tiny" else hostile_vocabulary
     expected = {p for p, kind in kinds(path).values() if kind == USER_DEFINED}
     assert user_defined(path.read_bytes()) == expected
