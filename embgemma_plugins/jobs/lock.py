@@ -52,6 +52,19 @@ def describe_owner(owner: dict[str, Any] | None) -> str:
     return f"pid {owner.get('pid')} on {owner.get('host')}, started {started}"
 
 
+def alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class OutLock:
     """``with OutLock(out, say):`` holds OUT for one run; raises :class:`JobError` if taken."""
 
@@ -66,7 +79,7 @@ class OutLock:
         try:
             self._lock.acquire()
         except Timeout:
-            other = read_owner(self.owner)
+            other = self._holder()
             command = f": {other['command']}" if other and other.get("command") else ""
             raise JobError(
                 f"{self.out} is being written by another run ({describe_owner(other)}{command}); "
@@ -87,6 +100,19 @@ class OutLock:
             self._release()
             raise JobError(f"cannot write {self.owner}: {e.strerror or e}") from None
         return self
+
+    def _holder(self, patience: float = 2.0) -> dict[str, Any] | None:
+        """The holder's details; a holder that has just taken the lock writes them a moment
+        later (until then the file names nobody, or a run that is gone)."""
+        deadline = time.monotonic() + patience
+        while True:
+            owner = read_owner(self.owner)
+            if owner is not None and (owner.get("host") != socket.gethostname()
+                                      or alive(int(owner.get("pid", 0)))):
+                return owner
+            if time.monotonic() > deadline:
+                return owner
+            time.sleep(0.05)
 
     def _release(self) -> None:
         for path in (self.owner.with_name(self.owner.name + ".tmp"), self.owner, self.path):
