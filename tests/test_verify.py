@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def test_models_lists_damage_and_verify_rehashes(
     try:
         ok = CliRunner().invoke(cli, ["models", "--verify"])
         assert ok.exit_code == 0, ok.output
-        assert "meets bar" in ok.output and "verified 1 of 1 variant(s)" in ok.output
+        # Other tests of the session may have stored variants too: all of them verify.
+        assert "meets bar" in ok.output and re.search(r"verified (\d+) of \1 variant", ok.output)
         flip(stored / WEIGHTS, 99)  # same size and mtime: only a full rehash sees it
         assert CliRunner().invoke(cli, ["models"]).exit_code == 0
         bad = CliRunner().invoke(cli, ["models", "--verify"])
