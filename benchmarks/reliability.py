@@ -130,6 +130,8 @@ def markup(folder: Path, texts: list[str]) -> None:
     a, b = model.embed_tokens(ours), model.embed_tokens(theirs)
     cos = (a * b).sum(1)
     grow = [len(x) / len(y) for x, y in zip(ours, theirs, strict=True)]
+    for text, c, x, y in zip(held, cos, ours, theirs, strict=True):
+        print(f"  cosine {c:.4f}, {len(y)} -> {len(x)} tokens: {text[:70]!r}")
     print(f"{len(held)} texts with protected strings ({len(held) - len(MARKUP)} from the corpus):"
           f" cosine of text-as-text to token ids mean {cos.mean():.4f} min {cos.min():.4f}; "
           f"tokens x{np.mean(grow):.2f} on average")
@@ -139,10 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="reliability", description=__doc__.split("\n\n")[0])
     p.add_argument("folder", type=Path, help="a variant folder (with manifest.json)")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--skip-verify", action="store_true", help="only the tokenizer's figures")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as store:
         os.environ["EMBGEMMA_HOME"] = store  # stamps here, never in the folder's own store
-        verification(args.folder, args.rounds)
+        if not args.skip_verify:
+            verification(args.folder, args.rounds)
         texts = tokenizer(args.folder, args.rounds)
         markup(args.folder, texts)
     return 0

@@ -75,6 +75,9 @@ class Literal:
         self.ids = frozenset(pieces.values())
         self.strings = frozenset(p.replace("\u2581", " ") for p in pieces)
         self._lengths = sorted({len(s) for s in self.strings}, reverse=True)
+        # A quick look at two characters first: "<t" may begin "<table>", "a < b" may not.
+        self._heads = {s[:2] for s in self.strings if len(s) > 1}
+        self._singles = {s for s in self.strings if len(s) == 1}
         firsts = "".join(sorted({re.escape(s[0]) for s in self.strings}))
         self._starts = re.compile(f"[{firsts}]") if firsts else None
 
@@ -82,8 +85,9 @@ class Literal:
         """Every position of ``text`` where a protected string begins."""
         if self._starts is None or self._starts.search(text) is None:
             return []
-        return [m.start() for m in self._starts.finditer(text)
-                if any(text[m.start():m.start() + n] in self.strings for n in self._lengths)]
+        return [i for i in (m.start() for m in self._starts.finditer(text))
+                if (text[i] in self._singles or text[i:i + 2] in self._heads)
+                and any(text[i:i + n] in self.strings for n in self._lengths)]
 
     def encode(self, text: str, cuts: list[int]) -> list[int]:
         """Ids of ``text``, encoded in runs that end before each of ``cuts`` and restart
