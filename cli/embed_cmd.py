@@ -67,9 +67,10 @@ def embed(**options: object) -> None:
     """Embed the texts of IN (JSONL, CSV, Parquet or text; - for stdin) into OUT.
 
     OUT is Parquet (id, kept fields, embedding) with metadata recording the model,
-    prompt and input, or .npy (embeddings only, metadata in OUT.json). It appears
-    only when the run completes; an interrupted run (even killed) continues with
-    --resume and gives the same file as an uninterrupted one.
+    prompt and input, or .npy (embeddings only, metadata in OUT.json; when rows were
+    skipped, OUT.rows.npy gives each vector's input row). It appears only when the
+    run completes; an interrupted run (even killed) continues with --resume and gives
+    the same file as an uninterrupted one. One run at a time may write OUT.
 
     A bad row (malformed JSON, missing or non-string text, invalid UTF-8, ragged
     CSV row) stops the run with exit code 1 naming file, line and problem, keeping

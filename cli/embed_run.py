@@ -55,13 +55,17 @@ def execute(values: Mapping[str, Any]) -> None:
     except JobInterrupted as e:
         click.echo(f"embgemma: {e}", err=True)
         raise SystemExit(130) from None
+    except KeyboardInterrupt:  # before the job began: loading modules, checking options
+        click.echo("embgemma: interrupted while starting; nothing was written", err=True)
+        raise SystemExit(130) from None
     except EmbeddingGemmaError as e:
         raise click.ClickException(str(e)) from e
     finally:
         progress.close()
         if previous is not None:
             _on_sigterm(previous)
-    report(o.out, o.id_field, done.totals, progress, done.duplicates, done.rejects, say)
+    report(o.out, o.id_field, done.totals, progress, done.duplicates, done.rejects, say,
+           done.row_map)
     if done.cpu_seconds is not None:
         say(f"embgemma: {done.totals.tokens / max(done.cpu_seconds, 1e-9):,.0f} tokens per "
             f"actor CPU-second ({done.threads} thread(s) per actor): the per-core rate that "

@@ -22,8 +22,11 @@ when the run completes: kill it at any moment and rerun the same command with
 `--resume` to get the identical file.  While it runs, `.sample.parquet.embgemma-work/`
 holds one part per finished chunk of `--chunk-rows` rows.
 
-Exit codes: 0 done, 1 a failure (bad input row, model not found), 2 misuse
-(unknown option value, existing OUT without `--overwrite`), 130 interrupted.
+Exit codes (every command): 0 done; 1 a failure, told in one sentence naming what
+failed, what was kept and how to go on (a bad input row, a full disk, a damaged model,
+another run writing the same OUT); 2 misuse (an unknown option value, an existing OUT
+or rejects file without `--overwrite`, `--rejects` naming the input); 130 interrupted
+(Ctrl-C or SIGTERM, at any moment, start-up included).  See docs/reliability.md.
 
 The rest of this page is generated from `--help` by `python scripts/gen_cli_docs.py`;
 do not edit it by hand (`tests/test_cli_docs.py` fails when it is stale).

@@ -18,7 +18,18 @@ from .serve_cmd import serve
 from .store_cmds import info, models, tasks
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Embgemma(click.Group):
+    """The command group; Ctrl-C anywhere in a command exits 130, like a shell's."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("embgemma: interrupted", err=True)
+            raise SystemExit(130) from None
+
+
+@click.group(cls=Embgemma, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="embgemma")
 def cli() -> None:
     """EmbeddingGemma on ONNX Runtime: embed files, build and list model variants.

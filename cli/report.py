@@ -13,14 +13,26 @@ from .progress import Progress, duration
 
 
 def report(out: Path, id_field: str | None, t: Totals, progress: Progress,
-           duplicates: dict[str, int], rejects: Path | None, say: Any) -> None:
-    """The end-of-run lines: duplicate ids (always), rejects and the summary (unless -q)."""
+           duplicates: dict[str, int], rejects: Path | None, say: Any,
+           row_map: Path | None = None) -> None:
+    """The end-of-run lines: duplicate ids and a .npy's row map (always); rejects, truncated
+    rows and the summary (unless -q)."""
     if duplicates:
         examples = ", ".join(f"{k!r} x{v}" for k, v in list(duplicates.items())[:5])
         click.echo(f"embgemma: warning: {len(duplicates)} duplicate id(s) in "
                    f"{id_field!r}: {examples}", err=True)
+    if row_map is not None:
+        click.echo(f"embgemma: note: {t.skipped} row(s) were skipped, so vector i of {out.name} "
+                   f"is input row numpy.load('{row_map}')[i] (0-based)", err=True)
     if rejects is not None:
         say(f"embgemma: {t.skipped} rejected row(s) listed in {rejects}")
+    if t.truncated:
+        lines = ", ".join(map(str, t.truncated_lines))
+        more = t.truncated - len(t.truncated_lines)
+        where = f" ({t.source}s {lines}{f' and {more:,} more' if more > 0 else ''})" if (
+            t.source and t.truncated_lines) else ""
+        say(f"embgemma: {t.truncated:,} text(s) longer than --max-length were truncated"
+            f"{where}; --on-long error stops at the first instead")
     seconds, busy = progress.elapsed(), max(progress.busy(), 1e-9)
     reused = f", {t.reused:,} from the interrupted run" if t.reused else ""
     say(f"embgemma: {t.written:,} rows -> {out} ({t.skipped:,} skipped, {t.truncated:,} "

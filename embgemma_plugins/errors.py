@@ -53,6 +53,11 @@ class RowError(JobError):
         return (type(self), (str(self), self.saved_rows))
 
 
+class TooLongError(RowError):
+    """A text longer than ``max_length`` under ``on_long="error"`` (skipping rows does not
+    help: truncating, or a larger ``max_length``, does)."""
+
+
 class JobInterrupted(JobError):
     """A job stopped by SIGINT or SIGTERM; finished chunks are kept for ``--resume``."""
 

@@ -3,9 +3,11 @@
 EmbeddingGemma adds both BOS (id 2) and EOS (id 1); truncation keeps EOS as the
 last token; padding is on the right with id 0.  Plain ``sentencepiece`` wrapped as
 ``[BOS] + ids + [EOS]`` gives the same ids as the Hugging Face tokenizer, with one
-deliberate difference: text is always text.  A literal ``<bos>`` or ``<eos>`` typed
-inside an input is encoded as the characters it consists of, never as a control
-token, so user data cannot inject special tokens.
+deliberate difference: text is always text.  A literal ``<bos>``, ``<eos>``, ``<mask>``,
+``<start_of_turn>`` or any other special or user-defined piece typed inside an input is
+encoded as the characters it consists of, never as that token (:mod:`.literal`), so user
+data cannot inject control tokens; runs of whitespace, which Gemma also lists as
+user-defined pieces, are ordinary text and keep their ids.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import sentencepiece as spm
 
 from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
+from embgemma_plugins.literal import Literal
 
 MIN_LENGTH = 3  # BOS, at least one piece, EOS
 MAX_LENGTH = 2048  # the model's max_position_embeddings and max_seq_length
@@ -52,7 +55,8 @@ class Tokenizer:
     def __init__(self, model_file: str | Path) -> None:
         self.model_file = Path(model_file)
         try:
-            self._sp = spm.SentencePieceProcessor(model_file=str(self.model_file))
+            model = self.model_file.read_bytes()
+            self._sp = spm.SentencePieceProcessor(model_proto=model)
         except (OSError, RuntimeError) as e:
             raise ModelNotFoundError(
                 f"{self.model_file} is not a readable SentencePiece tokenizer ({e}); replace "
@@ -63,6 +67,7 @@ class Tokenizer:
         self.pad_id = max(int(self._sp.pad_id()), 0)
         if self.bos_id < 0 or self.eos_id < 0:
             raise InvalidArgumentError(f"{self.model_file} defines no BOS or EOS token")
+        self.literal = Literal(self._sp, model)
 
     @property
     def vocab_size(self) -> int:
@@ -74,10 +79,15 @@ class Tokenizer:
             raise InvalidArgumentError(
                 f"max_length must be at least {MIN_LENGTH}, got {max_length}"
             )
+        texts = list(texts)
         pieces: list[list[int]] = (
-            self._sp.encode(list(texts), out_type=int) if len(texts) >= BATCH_ENCODE_MIN
+            self._sp.encode(texts, out_type=int) if len(texts) >= BATCH_ENCODE_MIN
             else [self._sp.encode(t, out_type=int) for t in texts]
         )
+        for i, text in enumerate(texts):
+            cuts = self.literal.cuts(text)
+            if cuts:  # a protected string occurs: encode the text around it
+                pieces[i] = self.literal.encode(text, cuts)
         keep = max_length - 2
         ids = [np.array([self.bos_id, *p[:keep], self.eos_id], dtype=np.int64) for p in pieces]
         lengths = np.array([len(p) + 2 for p in pieces], dtype=np.int64)

@@ -24,8 +24,8 @@ FOLDERS = {
 
 #: Lowest first; a module may import its own layer and the layers below it only.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["errors", "maths", "tokenizer", "prompts", "batching", "onnxproto",
-                    "unpack4", "pages", "session"]),
+    ("foundation", ["errors", "maths", "literal", "tokenizer", "prompts", "batching",
+                    "onnxproto", "unpack4", "pages", "session"]),
     ("store", ["store", "store.*"]),
     ("model", ["settings", "model", "shared", ""]),  # "": the package's own __init__
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",

@@ -47,8 +47,10 @@ def test_bad_jsonl_line_stops_with_location(tmp_path, tiny_model, line, message)
     result = run(tiny_model, src, out, "--id-field", "id")
     assert result.exit_code == 1
     assert f"Error: {src}, {message}" in result.output
-    assert "--on-error skip" in result.output and "--resume" in result.output
-    assert not out.exists()
+    # No chunk was finished (the bad row is in the first): nothing to resume, no work folder.
+    assert "nothing was kept; fix the input and rerun the same command" in result.output
+    assert "--on-error skip added" in result.output
+    assert not out.exists() and not work_path(out).exists()
 
 
 def test_invalid_utf8_is_reported_on_its_line(tmp_path, tiny_model):

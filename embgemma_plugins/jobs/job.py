@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 
 from embgemma_plugins.batching import plan_batches
-from embgemma_plugins.errors import RowError
+from embgemma_plugins.errors import RowError, TooLongError
 from embgemma_plugins.jobs.output import Layout
 from embgemma_plugins.jobs.progress import ProgressSink
 from embgemma_plugins.jobs.quantise import CALIBRATED, Ranges, calibrate
@@ -27,6 +27,7 @@ from embgemma_plugins.jobs.records import Record, Reject
 from embgemma_plugins.jobs.workdir import WorkDir
 
 Item: TypeAlias = Record | Reject
+TRUNCATED_LISTED = 10  # truncated rows a summary names (each part records all of its own)
 
 
 class Model(Protocol):
@@ -48,11 +49,15 @@ class Totals:
     tokens: int = 0
     chunks: int = 0
     reused: int = 0
+    truncated_lines: list[int] = field(default_factory=list)  # the first few, for the summary
+    source: str | None = None  # ``in.jsonl, line``: where those lines are
 
     def add(self, stats: dict[str, Any]) -> None:
         for key in ("rows", "written", "skipped", "truncated", "tokens"):
             setattr(self, key, getattr(self, key) + int(stats[key]))
         self.chunks += 1
+        room = TRUNCATED_LISTED - len(self.truncated_lines)
+        self.truncated_lines += list(stats.get("truncated_lines", ()))[:max(room, 0)]
 
 
 @dataclass
@@ -92,7 +97,7 @@ def digest(items: list[Item], ranges: Ranges | None) -> str:
 
 def run(job: Job, model: Model, reader: Reader, work: WorkDir, progress: ProgressSink) -> Totals:
     """Embed every chunk not already finished in ``work``; the totals cover all chunks."""
-    totals = Totals()
+    totals = Totals(source=f"{reader.name}, {reader.unit}")
     precision = job.layout.precision
     cal = job.state.get("calibration")
     ranges: Ranges | None = None
@@ -143,10 +148,9 @@ def embed_chunk(
     truncated = encoded.truncated
     if job.on_long == "error" and truncated.any():
         first = int(np.flatnonzero(truncated)[0])
-        raise RowError(
+        raise TooLongError(
             f"{reader.where(records[first].line)}: text is {int(encoded.lengths[first])} tokens "
-            f"with its prompt, longer than --max-length {model.max_length} (use --on-long "
-            "truncate to cut it)", saved)
+            f"with its prompt, longer than --max-length {model.max_length}", saved)
     ids = encoded.ids
     lengths = [len(x) for x in ids]
     vectors = np.empty((len(ids), job.layout.dimensions), dtype=np.float32)
@@ -161,6 +165,7 @@ def embed_chunk(
         fraction = None if end is None else start + (end - start) * done / len(ids)
         progress.advance(len(batch), sum(lengths[i] for i in batch), fraction)
     stats = {"written": len(records), "truncated": int(truncated.sum()),
-             "tokens": int(sum(lengths))}
+             "tokens": int(sum(lengths)),
+             "truncated_lines": [records[i].line for i in np.flatnonzero(truncated).tolist()]}
     return vectors, stats
 

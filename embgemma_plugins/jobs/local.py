@@ -1,7 +1,10 @@
-"""The local engine: check, load, resume, embed, assemble; the result for a summary.
+"""The local engine: check, lock, load, resume, embed, assemble; the result for a summary.
 
-A finished run leaves OUT; a failed or interrupted one leaves its finished chunks in OUT's
-work folder and raises a :class:`~embgemma_plugins.errors.JobError` saying so.
+The whole run holds OUT's lock (:mod:`.lock`), so no second run can delete or mix its
+work.  A finished run leaves OUT; a failed or interrupted one leaves its finished chunks in
+OUT's work folder, no temporary file, and raises a
+:class:`~embgemma_plugins.errors.JobError` saying what was kept and how to go on
+(:mod:`.failure`).
 """
 
 from __future__ import annotations
@@ -12,16 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from embgemma_plugins.errors import (
-    EmbeddingGemmaError,
-    InputError,
-    InvalidArgumentError,
-    JobError,
-    JobInterrupted,
-    RowError,
-)
+from embgemma_plugins.errors import EmbeddingGemmaError, InvalidArgumentError, JobError
+from embgemma_plugins.jobs.failure import explain
 from embgemma_plugins.jobs.finish import finish, leftover
 from embgemma_plugins.jobs.job import Job, Totals, run
+from embgemma_plugins.jobs.lock import OutLock
 from embgemma_plugins.jobs.output import Layout, describe_run
 from embgemma_plugins.jobs.plan import (
     EmbedOptions,
@@ -32,7 +30,7 @@ from embgemma_plugins.jobs.plan import (
 )
 from embgemma_plugins.jobs.progress import NullProgress, ProgressSink
 from embgemma_plugins.jobs.readers import STDIN, Reader
-from embgemma_plugins.jobs.workdir import WorkDir, describe_changes, saved_hint
+from embgemma_plugins.jobs.workdir import WorkDir, describe_changes
 
 
 @dataclass
@@ -45,6 +43,7 @@ class Outcome:
     rejects: Path | None = None
     cpu_seconds: float | None = None  # Ray: actor CPU time
     threads: int | None = None
+    row_map: Path | None = None  # a .npy output that skipped rows: each vector's input row
 
 
 def load_model(o: EmbedOptions) -> Any:
@@ -89,21 +88,28 @@ def run_local(o: EmbedOptions, progress: ProgressSink | None = None, say: Any = 
     """Run the job of ``o`` here; ``say`` receives one-line notices."""
     check_usage(o)
     say = say or (lambda _m: None)
-    progress = progress or NullProgress()
     fmt = input_format(o)
-    model = load_model(o)
-    prompt = resolve_prompt(model, o)
-    current = describe_settings(o, model, fmt, prompt)
-    work = prepare_work(o, current, say)
-    job = Job(Layout(o.spec, model.dimensions, o.precision), o.chunk_rows, o.on_error,
-              o.on_long, prompt, model.prompts.document_prompt if o.title_field else None,
-              work.read_state())
-    try:
+    with OutLock(o.out, say):
+        # The input is opened (and a CSV header checked) before the model loads.
         reader = Reader(o.input_path, fmt, o.spec, stdin or sys.stdin.buffer)
         try:
-            totals = run(job, model, reader, work, progress)
+            return _run(o, fmt, reader, progress or NullProgress(), say)
         finally:
             reader.close()
+
+
+def _run(o: EmbedOptions, fmt: str, reader: Reader, progress: ProgressSink, say: Any
+         ) -> Outcome:
+    work = None
+    try:
+        model = load_model(o)
+        prompt = resolve_prompt(model, o)
+        current = describe_settings(o, model, fmt, prompt)
+        work = prepare_work(o, current, say)
+        job = Job(Layout(o.spec, model.dimensions, o.precision), o.chunk_rows, o.on_error,
+                  o.on_long, prompt, model.prompts.document_prompt if o.title_field else None,
+                  work.read_state())
+        totals = run(job, model, reader, work, progress)
         meta = describe_run(
             model=current["model"], revision=model.revision, variant=model.variant,
             dimensions=model.dimensions, prompt=prompt, spec=o.spec, precision=o.precision,
@@ -119,12 +125,12 @@ def run_local(o: EmbedOptions, progress: ProgressSink | None = None, say: Any = 
         # last reference: reference counting frees it, no collection pass needed).
         del model
         done = finish(o.out, work, totals.chunks, job.layout, meta, o.rejects_path)
-    except InputError as e:
-        raise InputError(f"{e}{saved_hint(work)}") from e
-    except RowError as e:
-        hint = "" if o.on_error == "skip" else " or add --on-error skip"
-        raise RowError(f"{e}{saved_hint(work)}; fix the input and rerun with --resume{hint}",
-                       e.saved_rows) from e
-    except KeyboardInterrupt:
-        raise JobInterrupted(f"interrupted{saved_hint(work)}; rerun with --resume") from None
-    return Outcome(o.out, totals, done.duplicates, done.rejects)
+    except (Exception, KeyboardInterrupt) as e:
+        if work is None and not isinstance(e, KeyboardInterrupt):
+            raise  # the model or the options: nothing of this run is on disk
+        failure = explain(e, o.out, work or WorkDir(o.out), o.rejects_path, o.on_error,
+                          o.max_length)
+        if failure is e:
+            raise
+        raise failure from (None if isinstance(e, KeyboardInterrupt) else e)
+    return Outcome(o.out, totals, done.duplicates, done.rejects, row_map=done.row_map)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from embgemma_plugins.jobs.output import Layout, write_options
-from embgemma_plugins.jobs.parts import read_embedding, read_ids, read_part
+from embgemma_plugins.jobs.parts import read_embedding, read_ids, read_part, writing
 from embgemma_plugins.jobs.quantise import numpy_type, width
 
 
@@ -66,7 +66,7 @@ def write_parquet(
     import pyarrow.parquet as pq
 
     schema = layout.schema(metadata)
-    with pq.ParquetWriter(tmp, schema, **write_options(schema)) as writer:
+    with writing(tmp), pq.ParquetWriter(tmp, schema, **write_options(schema)) as writer:
         for path in parts:
             table = layout.arrow(read_part(path))
             writer.write_table(table, row_group_size=max(1, table.num_rows))
@@ -74,23 +74,40 @@ def write_parquet(
 
 
 def write_npy(parts: Sequence[Path], tmp: Path, rows: int, layout: Layout) -> None:
-    """The embeddings of every part as one ``(rows, width)`` array in ``tmp``."""
+    """The embeddings of every part as one ``(rows, width)`` array in ``tmp``.
+
+    Written as a stream (header, then each part's bytes), not through a memory map: a
+    memory-mapped write into a full disk ends the process with SIGBUS, where a write
+    raises ``OSError`` the run can report."""
+    dtype = numpy_type(layout.precision)
     shape = (rows, width(layout.precision, layout.dimensions))
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=numpy_type(layout.precision),
-                                    shape=shape)
-    at = 0
-    for path in parts:
-        values = read_embedding(path)
-        out[at : at + len(values)] = values
-        at += len(values)
-    out.flush()
-    del out
-    _fsync(tmp)
+    with writing(tmp), open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(
+            f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                "shape": shape})
+        written = 0
+        for path in parts:
+            values = np.ascontiguousarray(read_embedding(path), dtype=dtype)
+            f.write(values.tobytes())
+            written += len(values)
+        if written != rows:
+            raise RuntimeError(f"parts hold {written} rows, expected {rows}")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_rows(path: Path, tmp: Path, rows: np.ndarray) -> None:
+    """``rows`` (int64) as ``.npy`` at ``path``, written as ``tmp`` and renamed."""
+    with writing(tmp), open(tmp, "wb") as f:
+        np.save(f, rows.astype(np.int64))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def concat_files(sources: Sequence[Path], tmp: Path) -> None:
     """Concatenate text files into ``tmp`` (fsynced)."""
-    with open(tmp, "wb") as dest:
+    with writing(tmp), open(tmp, "wb") as dest:
         for path in sources:
             with open(path, "rb") as src:
                 while block := src.read(1 << 20):

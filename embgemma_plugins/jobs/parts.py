@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,22 @@ def _from_json(member: np.ndarray) -> Any:
     return json.loads(member.tobytes().decode())
 
 
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Name ``path`` in an ``OSError`` raised while it is written (a write into a full disk
+    says only "No space left on device")."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
+
+
 def write_part(path: Path, part: Part, stats: Mapping[str, Any]) -> None:
     """Write ``part`` to ``path`` atomically: a temporary name, fsync, rename."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with writing(tmp), open(tmp, "wb") as f:
         np.savez(
             f,
             embedding=part.embedding,

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
 from embgemma_plugins.errors import EmbeddingGemmaError, InputError, InvalidArgumentError
+from embgemma_plugins.jobs.finish import sidecar
 from embgemma_plugins.jobs.readers import STDIN, detect_format
 from embgemma_plugins.jobs.records import FieldSpec
 from embgemma_plugins.jobs.workdir import WorkDir
@@ -97,14 +98,46 @@ def check_usage(o: EmbedOptions) -> None:
             raise InvalidArgumentError("--engine ray reads a file or URI, not stdin")
     elif o.input_path != STDIN and not os.path.isfile(o.input_path):
         raise InvalidArgumentError(f"input {o.input_path} does not exist")
+    if o.input_path != STDIN and same_file(o.input_path, o.out):
+        raise InvalidArgumentError(f"OUT is the input file {o.input_path}; write another file")
     if o.out.exists() and not o.overwrite:
         raise InvalidArgumentError(f"{o.out} exists; add --overwrite to replace it")
     if not o.out.parent.is_dir():
         raise InvalidArgumentError(f"the folder of OUT, {o.out.parent}, does not exist")
+    if not os.access(o.out.parent, os.W_OK | os.X_OK):
+        raise InvalidArgumentError(f"cannot write in the folder of OUT, {o.out.parent} "
+                                   "(read-only); choose an OUT in a folder you can write")
+    check_rejects(o)
     if o.engine == "ray" and WorkDir(o.out).path.exists() and not o.overwrite:
         raise InvalidArgumentError(f"an interrupted run left its work in {WorkDir(o.out).path}; "
                                    "add --overwrite to start over")
     o.settings()  # the model settings' own checks (dimensions, max_length, ...)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (same path once resolved, or a hard link)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_rejects(o: EmbedOptions) -> None:
+    """The rejects file may not be the input, OUT or OUT's sidecar, nor replace a file
+    without --overwrite (a resumed run may find its own, written just before a kill)."""
+    path, flag = o.rejects_path, "--rejects" if o.rejects else "the rejects file"
+    if o.input_path != STDIN and same_file(path, o.input_path):
+        raise InvalidArgumentError(f"{flag} {path} is the input file; choose another path")
+    for name, other in (("OUT", o.out), ("OUT's metadata file", sidecar(o.out))):
+        if same_file(path, other):
+            raise InvalidArgumentError(f"{flag} {path} is {name}; choose another path")
+    if path.is_dir() or not path.parent.is_dir():
+        raise InvalidArgumentError(f"{flag} {path} is a folder or in a folder that does not exist")
+    if path.exists() and not o.overwrite and not (o.resume and WorkDir(o.out).exists()):
+        raise InvalidArgumentError(f"{flag} {path} exists; add --overwrite to replace it, "
+                                   "or choose another --rejects")
 
 
 def input_format(o: EmbedOptions) -> str:

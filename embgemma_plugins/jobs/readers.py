@@ -4,32 +4,37 @@ Every reader yields :class:`~.records.Record` or :class:`~.records.Reject` items
 per input row, in input order, holding at most one Parquet batch in memory.  Line
 formats are read as bytes and decoded line by line, so invalid UTF-8 is reported on
 its own line instead of ending the run; gzip is recognised by its magic bytes
-(``.jsonl.gz``, ``.csv.gz``, ``.txt.gz`` and compressed stdin all work).  Blank lines
-of JSONL and text files are not rows.
+(``.jsonl.gz``, ``.csv.gz``, ``.txt.gz`` and compressed stdin all work); UTF-16 and UTF-32
+inputs are refused by their byte-order marks.  Blank lines of JSONL and text files are not
+rows.  CSV is read strictly (:mod:`.csvrows`); its header is checked when the reader is
+made, so a missing or doubled column fails before any model loads.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from embgemma_plugins.errors import InputError
-from embgemma_plugins.jobs.records import FieldSpec, Record, Reject, extract, from_csv_row
+from embgemma_plugins.jobs.csvrows import CsvRows
+from embgemma_plugins.jobs.records import FieldSpec, Record, Reject, extract
 from embgemma_plugins.jobs.records import from_json_line as _json
 
-__all__ = ["FORMATS", "STDIN", "InputError", "Reader", "detect_format", "line_item", "strip_line"]
+__all__ = ["FORMATS", "STDIN", "InputError", "Reader", "check_encoding", "detect_format",
+           "line_item", "strip_line"]
 FORMATS = ("jsonl", "csv", "parquet", "text")
 _EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv",
     ".parquet": "parquet", ".pq": "parquet", ".txt": "text", ".text": "text",
 }
 STDIN = "-"
-csv.field_size_limit(2**31 - 1)
+T = TypeVar("T")
+#: Byte-order marks of encodings whose lines cannot be read as UTF-8 lines.
+_FOREIGN = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32",
+            b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
 
 def detect_format(path: str, given: str | None) -> str:
@@ -77,6 +82,27 @@ def line_item(
     return _json(text, spec, row, number)
 
 
+def decompressed(raw: IO[bytes], name: str) -> IO[bytes]:
+    """``raw``, gunzipped if it starts with gzip's magic bytes; an input in UTF-16 or
+    UTF-32 (by its byte-order mark) is refused: its lines are not UTF-8 lines."""
+    stream = raw
+    peek = getattr(raw, "peek", None)
+    if peek is not None and peek(2)[:2] == b"\x1f\x8b":
+        stream = gzip.GzipFile(fileobj=raw)  # type: ignore[assignment]
+        peek = getattr(stream, "peek", None)
+    check_encoding(peek(4)[:4] if peek is not None else b"", name)
+    return stream
+
+
+def check_encoding(head: bytes, name: str) -> None:
+    """Refuse an input whose first bytes are a UTF-16 or UTF-32 byte-order mark."""
+    for mark, encoding in _FOREIGN.items():
+        if head.startswith(mark):
+            raise InputError(
+                f"{name} is {encoding} text (it starts with a {encoding} byte-order mark); "
+                f"convert it to UTF-8, e.g. iconv -f {encoding} -t UTF-8")
+
+
 class Reader:
     """Rows of one input; :meth:`progress` is the fraction read so far (or ``None``)."""
 
@@ -107,11 +133,27 @@ class Reader:
         elif fmt == "text" and (spec.id or spec.title or spec.keep):
             raise InputError("plain text input has no fields: drop --id-field/--title-field/--keep")
         else:
-            raw = stdin if path == STDIN else open(path, "rb")  # noqa: SIM115
+            try:
+                raw = stdin if path == STDIN else open(path, "rb")  # noqa: SIM115
+            except OSError as e:
+                raise InputError(f"cannot read {path}: {e.strerror or e}") from None
             assert raw is not None
             self._raw = raw
             if path != STDIN:
                 self.total = os.fstat(raw.fileno()).st_size
+            try:
+                self._stream = self._reading(lambda: decompressed(raw, self.name))
+                self._csv = (self._reading(lambda: CsvRows(self._stream, self.name, spec))
+                             if fmt == "csv" else None)
+            except InputError:
+                self.close()
+                raise
+
+    def _reading(self, step: Callable[[], T]) -> T:
+        try:
+            return step()
+        except (OSError, EOFError) as e:  # truncated gzip, unreadable file
+            raise InputError(f"{self.name}: cannot read further: {e}") from e
 
     def where(self, line: int) -> str:
         """``data.jsonl, line 12``: a location in the input for messages."""
@@ -136,13 +178,13 @@ class Reader:
         if self.fmt == "parquet":
             yield from self._parquet()
             return
-        assert self._raw is not None
-        stream: IO[bytes] = self._raw
-        peek = getattr(stream, "peek", None)
-        if peek is not None and peek(2)[:2] == b"\x1f\x8b":
-            stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
         try:
-            yield from self._csv(stream) if self.fmt == "csv" else self._lines(stream)
+            if self._csv is not None:
+                for item in self._csv:
+                    yield item
+                    self._rows = self._csv.rows
+            else:
+                yield from self._lines(self._stream)
         except (OSError, EOFError) as e:  # truncated gzip, unreadable file
             raise InputError(f"{self.name}: cannot read further: {e}") from e
 
@@ -153,66 +195,6 @@ class Reader:
             if item is None:
                 continue
             yield item
-            row += 1
-            self._rows = row
-
-    def _csv(self, stream: IO[bytes]) -> Iterator[Record | Reject]:
-        bad_lines: dict[int, int] = {}  # line number -> byte offset of the bad UTF-8
-
-        def decoded() -> Iterator[str]:
-            for number, data in enumerate(stream, start=1):
-                if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                    data = data[3:]
-                try:
-                    yield data.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    bad_lines[number] = e.start
-                    yield data.decode("utf-8", "replace")
-
-        reader = csv.reader(decoded())
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise InputError(f"{self.name}: unreadable CSV header: {e}") from e
-        if bad_lines:
-            raise InputError(f"{self.where(1)}: the CSV header is not valid UTF-8")
-        missing = [c for c in self.spec.columns() if c not in header]
-        if missing:
-            raise InputError(
-                f"{self.name}: the CSV header has no column {', '.join(map(repr, missing))} "
-                f"(columns: {', '.join(header)})"
-            )
-        row, end = 0, reader.line_num
-        buffer = io.StringIO()
-        while True:
-            start = end + 1
-            values: list[str] | None
-            error: str | None
-            try:
-                values = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                values, error = None, f"malformed CSV: {e}"
-            else:
-                error = None
-            end = reader.line_num
-            if values == []:
-                continue
-            buffer.seek(0)
-            buffer.truncate()
-            if values is not None:
-                csv.writer(buffer, lineterminator="").writerow(values)
-            raw = buffer.getvalue()
-            broken = [n for n in range(start, end + 1) if bad_lines.pop(n, None) is not None]
-            if broken:
-                error = f"invalid UTF-8 on line {broken[0]}"
-            if error is not None or values is None:
-                yield Reject(row, start, error or "malformed CSV", raw)
-            else:
-                yield from_csv_row(values, header, self.spec, row, start, raw)
             row += 1
             self._rows = row
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from embgemma_plugins.jobs.parts import PART_SUFFIX, Part, read_stats, write_part
+from embgemma_plugins.jobs.parts import PART_SUFFIX, Part, read_stats, write_part, writing
 from embgemma_plugins.jobs.records import Reject
 
 STATE_FILE = "state.json"
@@ -36,7 +36,7 @@ def temp_path(out: Path) -> Path:
 
 def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with writing(tmp), open(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -16,10 +16,17 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from embgemma_plugins.errors import InputError, InvalidArgumentError, JobError, RowError
+from embgemma_plugins.errors import (
+    InputError,
+    InvalidArgumentError,
+    JobError,
+    RowError,
+    TooLongError,
+)
 from embgemma_plugins.jobs.finish import finish
 from embgemma_plugins.jobs.job import Totals
 from embgemma_plugins.jobs.local import Outcome
+from embgemma_plugins.jobs.lock import OutLock
 from embgemma_plugins.jobs.output import Layout, describe_run
 from embgemma_plugins.jobs.plan import EmbedOptions, check_usage, input_format, resolve_prompt
 from embgemma_plugins.jobs.progress import NullProgress, ProgressSink
@@ -95,6 +102,11 @@ def run_ray(o: EmbedOptions, progress: ProgressSink | None = None, quiet: bool =
             ) -> Outcome:
     """Run the job of ``o`` on Ray (``o.address``, or a local Ray started and stopped here)."""
     check_usage(o)
+    with OutLock(o.out):  # one run per OUT, as for the local engine
+        return _run_ray(o, progress, quiet)
+
+
+def _run_ray(o: EmbedOptions, progress: ProgressSink | None, quiet: bool) -> Outcome:
     try:
         require_ray()
     except ImportError as e:
@@ -144,6 +156,8 @@ def run_ray(o: EmbedOptions, progress: ProgressSink | None = None, quiet: bool =
                 "title_prompt": "title: {title} | text: " if o.title_field else None})
         done = finish(o.out, work, totals.chunks, layout, meta, o.rejects_path)
         ok = True
+    except TooLongError as e:
+        raise TooLongError(f"{e}; rerun with --on-long truncate to cut such texts") from None
     except RowError as e:
         hint = "" if o.on_error == "skip" else " or add --on-error skip"
         raise RowError(f"{e}; fix the input and rerun{hint}") from None
@@ -155,4 +169,5 @@ def run_ray(o: EmbedOptions, progress: ProgressSink | None = None, quiet: bool =
 
             ray.shutdown()
     cpu = sum(float(s["cpu"]) for s in stats)
-    return Outcome(o.out, totals, done.duplicates, done.rejects, cpu, settings.threads)
+    return Outcome(o.out, totals, done.duplicates, done.rejects, cpu, settings.threads,
+                   done.row_map)

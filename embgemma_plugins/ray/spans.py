@@ -28,7 +28,7 @@ from typing import TypeAlias
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from embgemma_plugins.jobs.readers import InputError, line_item, strip_line
+from embgemma_plugins.jobs.readers import InputError, check_encoding, line_item, strip_line
 from embgemma_plugins.jobs.records import Record, Reject, extract
 from embgemma_plugins.ray.source import Source, Span, stream
 
@@ -55,7 +55,10 @@ def plan(source: Source, span_bytes: int | None = None) -> list[Span]:
         raise InputError("plain text input has no fields: drop --id-field/--title-field/--keep")
     size = int(info.size or 0)
     with fs.open_input_file(path) as f:
-        zipped = f.read(2) == b"\x1f\x8b"
+        head = f.read(4)
+        zipped = head[:2] == b"\x1f\x8b"
+        if not zipped:
+            check_encoding(head, source.uri)
         if zipped or size <= span_bytes:
             return [Span(0, size, zipped)]
         starts = [0]
