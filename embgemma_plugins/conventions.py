@@ -26,6 +26,8 @@ from embgemma_plugins.errors import InvalidArgumentError
 _UNIT = "drop it: vectors are always unit length (cosine = dot product)"
 _ONNX = "drop it: the model always runs on ONNX Runtime"
 _SIDES = "query_prompt= for queries, document_prompt= for documents (or query_task=)"
+_CALL = ("pass show_progress=True to the call (VectorStoreIndex(..., show_progress=True), "
+         "get_text_embedding_batch)")
 _STORE = "drop it: models live in the model store (set EMBGEMMA_HOME to move it)"
 
 #: Another library's name -> the fields it means here, in order of preference (the first
@@ -63,10 +65,8 @@ NAMES: Mapping[str, tuple[str, ...]] = {
     # batches and progress
     "batch_size": ("batch_size", "embed_batch_size"),
     "embed_batch_size": ("embed_batch_size", "batch_size"),
-    "show_progress": ("show_progress", "!pass show_progress=True to the call "
-                      "(get_text_embedding_batch, IngestionPipeline.run)"),
-    "show_progress_bar": ("show_progress", "!pass show_progress=True to the call "
-                          "(get_text_embedding_batch, IngestionPipeline.run)"),
+    "show_progress": ("show_progress", f"!{_CALL}"),
+    "show_progress_bar": ("show_progress", f"!{_CALL}"),
     "max_seq_length": ("max_length",), "max_tokens": ("max_length",),
     "tokenizer_name": ("!drop it: the tokenizer comes with the model",),
 }
