@@ -44,17 +44,24 @@ def test_query_text_and_batch_prompts_reach_the_core_exactly(emb, monkeypatch):
     ]
 
 
-def test_batches_go_to_the_core_whole(emb, monkeypatch):
-    calls: list[int] = []
-    original = emb.client.embed_documents
+def record_documents(monkeypatch, model):
+    """Record the (texts, titles) of every ``embed_documents`` call of the core."""
+    calls: list[tuple[list[str], list | None]] = []
+    original = model.embed_documents
 
     def record(texts, titles=None, **kwargs):
-        calls.append(len(texts))
+        calls.append((list(texts), None if titles is None else list(titles)))
         return original(texts, titles=titles, **kwargs)
 
-    monkeypatch.setattr(emb.client, "embed_documents", record)
+    monkeypatch.setattr(model, "embed_documents", record)
+    return calls
+
+
+def test_batches_go_to_the_core_whole(emb, monkeypatch):
+    calls = record_documents(monkeypatch, emb.client)
     emb.get_text_embedding_batch([f"text {i}" for i in range(300)])
-    assert calls == [256, 44]  # embed_batch_size texts per call; the core batches by tokens
+    # embed_batch_size texts per call; the core batches by tokens
+    assert [len(texts) for texts, _ in calls] == [256, 44]
 
 
 def test_vectors_equal_the_core_api(emb, tiny_gemma):
@@ -206,17 +213,12 @@ def test_titled_nodes_go_through_llamaindex_batching(tiny_model, monkeypatch, ca
     events = LlamaDebugHandler()
     emb = EmbeddingGemmaEmbedding(model=str(tiny_model), threads=1, title_key="title",
                                   embed_batch_size=4, callback_manager=CallbackManager([events]))
-    calls: list[list] = []
     original = emb.client.embed_documents
-
-    def record(texts, titles=None, **kwargs):
-        calls.append(list(titles))
-        return original(texts, titles=titles, **kwargs)
-
-    monkeypatch.setattr(emb.client, "embed_documents", record)
+    calls = record_documents(monkeypatch, emb.client)
     nodes = [TextNode(text=f"node {i}", metadata={"title": f"T{i}"}) for i in range(9)]
     IngestionPipeline(transformations=[emb]).run(nodes=nodes)
-    assert calls == [["T0", "T1", "T2", "T3"], ["T4", "T5", "T6", "T7"], ["T8"]]
+    assert [titles for _, titles in calls] == [["T0", "T1", "T2", "T3"], ["T4", "T5", "T6", "T7"],
+                                              ["T8"]]
     pairs = events.get_event_pairs(CBEventType.EMBEDDING)
     assert len(pairs) == 3  # one callback event per embed_batch_size nodes
     assert pairs[0][1].payload["chunks"][0] == "title: T0 | text: node 0"
