@@ -25,8 +25,14 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
-from llm.hookspecs import hookimpl
-from llm.models import EmbeddingModel
+
+try:
+    from llm.hookspecs import hookimpl
+    from llm.models import EmbeddingModel
+except ImportError as e:  # pragma: no cover - llm itself is what loads this module
+    raise ImportError(
+        f"the llm plugin needs llm ({e.name} is missing): pip install 'embgemma-plugins[llm]'"
+    ) from e
 
 from embgemma_plugins.errors import EmbeddingGemmaError
 

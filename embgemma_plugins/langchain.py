@@ -53,7 +53,8 @@ class EmbeddingGemmaEmbeddings(EmbeddingGemmaSettings, Embeddings):
     ``document_prompt``, ``title_key``, ``providers``, ``threads``, ``max_length``,
     ``batch_tokens``) plus ``batch_size`` (texts per call to the model; ``None``: all
     at once, the model cuts token-budget batches itself) and ``show_progress`` (a tqdm
-    bar on stderr for ``embed_documents`` / ``embed_queries``).  Constructing one
+    bar on stderr for ``embed_documents`` / ``embed_queries``, advanced per call:
+    every ``batch_size`` texts, or every 256 when ``batch_size`` is not set).  Constructing one
     opens no model: the ONNX session is opened on first use and dropped on pickling.
     """
 
