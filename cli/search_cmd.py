@@ -79,6 +79,12 @@ def _npy(path: Path) -> tuple[dict[str, Any], Callable[[], Batches]]:
             f"{rows} rows: the two do not belong together"
         )
 
+    if meta.get("id_field") or meta.get("skipped"):
+        lost = [f"the values of --id-field {meta['id_field']}"] if meta.get("id_field") else []
+        lost += [f"{meta['skipped']} skipped input rows"] if meta.get("skipped") else []
+        click.echo(f"note: {path.name} keeps no ids ({' and '.join(lost)} are not in it): "
+                   "row=N is its N-th vector, from 0; write .parquet to keep ids", err=True)
+
     def batches() -> Batches:
         for start in range(0, len(array), 65536):
             yield np.asarray(array[start : start + 65536]), partial(_row_number, start)

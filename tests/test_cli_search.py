@@ -88,9 +88,10 @@ def _embed_npy(tmp_path, tiny_model, *extra):
 
 
 def test_search_ranks_the_rows_of_a_npy_output(tmp_path, tiny_model, tiny_gemma):
-    out = _embed_npy(tmp_path, tiny_model, "--dimensions", "256")
+    out = _embed_npy(tmp_path, tiny_model, "--dimensions", "256", "--id-field", "id")
     result = CliRunner().invoke(cli, ["search", str(out), "Which planet is red?", "-k", "3"])
     assert result.exit_code == 0, result.output
+    assert "out.npy keeps no ids (the values of --id-field id are not in it)" in result.stderr
     vectors = np.load(out)
     assert vectors.shape == (len(DOCS), 256)
     query = tiny_gemma.embed_queries(["Which planet is red?"])
