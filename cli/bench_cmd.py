@@ -21,7 +21,8 @@ from embgemma_plugins.store.layout import DEFAULT_MODEL
               help="Hub id or local model folder.")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(registry.variants()),
               help="Variant to measure (repeatable; default: every variant in the store).")
-@click.option("--dim", "dims", multiple=True, type=click.Choice(["768", "512", "256", "128"]),
+@click.option("--dimensions", "--dim", "dims", multiple=True,
+              type=click.Choice(["768", "512", "256", "128"]),
               help="Matryoshka dimensions (repeatable; default 768, or 768 and 256 with --full).")
 @click.option("--docs", type=click.IntRange(min=1),
               help="Documents to embed (default 96; all 660 with --full).")

@@ -32,8 +32,8 @@ from .embed_run import execute
               help="Hub id or local model folder.")
 @click.option("--variant", type=click.Choice(variants()),
               help="Model variant (default: the store default).")
-@click.option("--dim", type=click.Choice([str(d) for d in DIMENSIONS]), default="768",
-              show_default=True, help="Matryoshka dimensions.")
+@click.option("--dimensions", "--dim", "dim", type=click.Choice([str(d) for d in DIMENSIONS]),
+              default="768", show_default=True, help="Matryoshka dimensions.")
 @click.option("--task", help="Prompt of this task (see `embgemma tasks`; default: document).")
 @click.option("--prompt", help="An explicit prompt string instead of --task.")
 @click.option("--provider", default="auto", show_default=True,
@@ -67,7 +67,7 @@ def embed(**options: object) -> None:
     """Embed the texts of IN (JSONL, CSV, Parquet or text; - for stdin) into OUT.
 
     OUT is Parquet (id, kept fields, embedding) with metadata recording the model,
-    prompt and input, or .npy (embeddings only, metadata in OUT.json; when rows were
+    prompt and input, or .npy (embeddings only, metadata in OUT.npy.json; when rows were
     skipped, OUT.rows.npy gives each vector's input row). It appears only when the
     run completes; an interrupted run (even killed) continues with --resume and gives
     the same file as an uninterrupted one. One run at a time may write OUT.
@@ -83,7 +83,7 @@ def embed(**options: object) -> None:
       embgemma embed docs.jsonl docs.parquet
       embgemma embed docs.jsonl.gz docs.parquet --id-field id --title-field title --keep url
       embgemma embed docs.jsonl docs.parquet --resume
-      embgemma embed pages.csv pages.parquet --dim 256 --precision int8 --on-error skip
+      embgemma embed pages.csv pages.parquet --dimensions 256 --precision int8 --on-error skip
       cat lines.txt | embgemma embed - lines.npy --format text --task clustering
       embgemma embed queries.txt q.parquet --task query --provider cuda
       embgemma embed s3://bucket/docs.jsonl docs.parquet --engine ray --address auto

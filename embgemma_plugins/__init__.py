@@ -1,8 +1,9 @@
 """EmbeddingGemma on ONNX Runtime, with LangChain, LlamaIndex, CLI and Ray Data integrations.
 
-``import embgemma_plugins`` loads only the runtime (onnxruntime, sentencepiece,
-numpy): never torch or transformers, and the framework adapters only when their
-classes are first used.
+``import embgemma_plugins`` loads almost nothing: the runtime (onnxruntime,
+sentencepiece, numpy) when :class:`EmbeddingGemma` is first used, the framework
+adapters when their classes are, and never torch or transformers.  Plugins other
+programs load at start-up (``llm``'s, :mod:`embgemma_plugins.llm_plugin`) stay cheap.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from embgemma_plugins.errors import (
     ModelNotFoundError,
     NonFiniteEmbeddingError,
 )
-from embgemma_plugins.model import EmbeddingGemma
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from embgemma_plugins.langchain import EmbeddingGemmaEmbeddings
     from embgemma_plugins.llamaindex import EmbeddingGemmaEmbedding
+    from embgemma_plugins.model import EmbeddingGemma
 
 _LAZY = {
+    "EmbeddingGemma": "embgemma_plugins.model",
     "EmbeddingGemmaEmbeddings": "embgemma_plugins.langchain",
     "EmbeddingGemmaEmbedding": "embgemma_plugins.llamaindex",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from embgemma_plugins.configfile import is_provider_string
-from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.conventions import framework_name
 from embgemma_plugins.framework import EmbeddingGemmaSettings
 
 __all__ = ["EmbeddingGemmaSettings", "load_embeddings"]
@@ -23,16 +23,13 @@ def load_embeddings(
     source: Mapping[str, Any] | str | Path, framework: str, key: str = "embeddings"
 ) -> EmbeddingGemmaSettings:
     """One call from a section, a provider string or a config file (+ ``key``) to the
-    ``framework``'s object: ``"langchain"`` or ``"llamaindex"``."""
+    ``framework``'s object: ``"langchain"`` or ``"llamaindex"`` (any spelling of either:
+    ``LangChain``, ``llama_index``, ``llama-index``, ``LlamaIndex``, ...)."""
     cls: type[EmbeddingGemmaSettings]
-    if framework == "langchain":
+    if framework_name(framework) == "langchain":
         from embgemma_plugins.langchain import EmbeddingGemmaEmbeddings as cls
-    elif framework == "llamaindex":
-        from embgemma_plugins.llamaindex import EmbeddingGemmaEmbedding as cls
     else:
-        raise InvalidArgumentError(
-            f"framework must be 'langchain' or 'llamaindex', got {framework!r}"
-        )
+        from embgemma_plugins.llamaindex import EmbeddingGemmaEmbedding as cls
     if isinstance(source, Mapping):
         return cls.from_config(source)
     if is_provider_string(source):

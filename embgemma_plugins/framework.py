@@ -25,14 +25,16 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from typing_extensions import Self
 
 from embgemma_plugins import configfile
 from embgemma_plugins.configfile import PROVIDER
+from embgemma_plugins.conventions import hint, says_value, with_hints
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.model import EmbeddingGemma
-from embgemma_plugins.prompts import QUERY_TASK, normalise_task
+from embgemma_plugins.prompts import QUERY_TASK, check_explicit_prompts, normalise_task, put_title
 from embgemma_plugins.settings import ModelSettings
 from embgemma_plugins.shared import shared_model
 
@@ -67,6 +69,10 @@ class EmbeddingGemmaSettings(BaseModel):
         dimensions: 768, 512, 256 or 128 (Matryoshka).
         query_task: the prompt task of queries (``query``; e.g. ``question answering``,
             ``fact checking``, ``code retrieval``); documents always get the document prompt.
+        query_prompt: an explicit query prompt string instead of ``query_task``'s
+            (``"task: fact checking | query: "``; ``""``: none). Not with a ``query_task``.
+        document_prompt: an explicit document prompt string instead of the checkpoint's
+            (``title: none | text: ``); a title replaces its ``title: none``.
         title_key: metadata key holding a document's title (``title: {title} | text: ``).
         providers: ONNX Runtime providers (``cpu``, ``cuda``, a list, or ``None``: auto).
         threads: intra-op threads (``None``: one per physical core).
@@ -80,6 +86,8 @@ class EmbeddingGemmaSettings(BaseModel):
     variant: str | None = _DEFAULTS.variant
     dimensions: int = _DEFAULTS.dimensions
     query_task: str = QUERY_TASK
+    query_prompt: str | None = None
+    document_prompt: str | None = None
     title_key: str | None = None
     providers: str | list[str] | None = None
     threads: int | None = Field(default=_DEFAULTS.threads, ge=1)
@@ -87,6 +95,12 @@ class EmbeddingGemmaSettings(BaseModel):
     batch_tokens: int = Field(default=_DEFAULTS.batch_tokens, ge=1)
 
     _lazy: _Lazy = PrivateAttr(default_factory=_Lazy)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:  # name the field meant by another library's name
+            raise with_hints(e, type(self).model_fields, data) from None
 
     @field_validator("model", mode="before")
     @classmethod
@@ -109,6 +123,12 @@ class EmbeddingGemmaSettings(BaseModel):
         if not v.strip():
             raise ValueError("query_task must not be empty")
         return v
+
+    @model_validator(mode="after")
+    def _prompts(self) -> Self:
+        check_explicit_prompts(self.query_task, self.query_prompt, self.document_prompt,
+                               self.title_key)
+        return self
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -139,18 +159,27 @@ class EmbeddingGemmaSettings(BaseModel):
             return lazy.model
 
     def _embed_queries(self, texts: Sequence[str]) -> list[list[float]]:
-        try:
-            prompt = self.client.prompt_for(task=self.query_task)
-        except InvalidArgumentError as e:
-            raise InvalidArgumentError(f"query_task: {e}") from None
+        prompt = self.query_prompt
+        if prompt is None:
+            try:
+                prompt = self.client.prompt_for(task=self.query_task)
+            except InvalidArgumentError as e:
+                raise InvalidArgumentError(f"query_task: {e}") from None
         out: list[list[float]] = self.client.embed(texts, prompt=prompt).tolist()
         return out
 
     def _embed_documents(
         self, texts: Sequence[str], titles: Sequence[str | None] | None = None
     ) -> list[list[float]]:
-        out: list[list[float]] = self.client.embed_documents(texts, titles=titles).tolist()
+        vectors = self.client.embed_documents(texts, titles=titles, prompt=self.document_prompt)
+        out: list[list[float]] = vectors.tolist()
         return out
+
+    def _document_prompt(self, title: str | None = None) -> str:
+        """The prompt a document with ``title`` gets."""
+        if self.document_prompt is None:
+            return self.client.prompts.document_prompt(title)
+        return put_title(self.document_prompt, title)
 
     # -- config sections -------------------------------------------------------------
 
@@ -166,8 +195,10 @@ class EmbeddingGemmaSettings(BaseModel):
         keys = list(EmbeddingGemmaSettings.model_fields)
         for k in values:
             if k not in keys:
+                said = hint(k, values[k], keys)
                 raise InvalidArgumentError(
-                    f"{where}.{k}: unknown key; valid keys: provider, {', '.join(keys)}"
+                    f"{where}.{k}: unknown key{f' ({said})' if said else ''}; "
+                    f"valid keys: provider, {', '.join(keys)}"
                 )
         try:
             return cls(**values)
@@ -175,7 +206,8 @@ class EmbeddingGemmaSettings(BaseModel):
             err = e.errors()[0]
             key = ".".join(str(p) for p in err["loc"][:1])
             msg = err["msg"].removeprefix("Value error, ")
-            raise InvalidArgumentError(f"{where}.{key}: {msg} (got {err['input']!r})") from None
+            got = "" if not key or says_value(msg, err["input"]) else f" (got {err['input']!r})"
+            raise InvalidArgumentError(f"{where}{'.' if key else ''}{key}: {msg}{got}") from None
 
     def to_config(self) -> dict[str, Any]:
         """The section (``provider``, ``model`` and every non-default key)."""

@@ -19,7 +19,13 @@ from embgemma_plugins.batching import plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import check_finite, truncate
 from embgemma_plugins.pages import TablePages
-from embgemma_plugins.prompts import DOCUMENT_TASK, QUERY_TASK, PromptTable, choose_prompt
+from embgemma_plugins.prompts import (
+    DOCUMENT_TASK,
+    QUERY_TASK,
+    PromptTable,
+    choose_prompt,
+    put_title,
+)
 from embgemma_plugins.session import create_session, run_batch
 from embgemma_plugins.settings import ModelSettings, Providers
 from embgemma_plugins.store.layout import DEFAULT_MODEL
@@ -159,16 +165,20 @@ class EmbeddingGemma:
         return self.embed(texts, task=QUERY_TASK)
 
     def embed_documents(
-        self, texts: Sequence[str], titles: Sequence[str | None] | None = None
+        self, texts: Sequence[str], titles: Sequence[str | None] | None = None, *,
+        prompt: str | None = None,
     ) -> np.ndarray:
-        """Embed documents as ``title: {title or none} | text: {text}``."""
+        """Embed documents as ``title: {title or none} | text: {text}``; ``prompt``: a
+        document prompt of your own (a title replaces its ``title: none``)."""
         items = check_texts(texts)
         if titles is None:
-            return self.embed(items, task=DOCUMENT_TASK)
+            return self.embed(items, task=None if prompt is not None else DOCUMENT_TASK,
+                              prompt=prompt)
         if isinstance(titles, str) or len(titles) != len(items):
             raise InvalidArgumentError("titles must be a list with one title (or None) per text")
         for i, t in enumerate(titles):
             if t is not None and not isinstance(t, str):
                 raise InvalidArgumentError(f"titles[{i}] is {type(t).__name__}, not str or None")
-        prompts = [self.prompts.document_prompt(t) for t in titles]
+        prompts = [self.prompts.document_prompt(t) if prompt is None else put_title(prompt, t)
+                   for t in titles]
         return self.embed_tokens(self.tokenize(items, prompts))

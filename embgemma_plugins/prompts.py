@@ -29,7 +29,8 @@ MODEL_CARD_PROMPTS: Mapping[str, str] = {
 
 QUERY_TASK = "query"
 DOCUMENT_TASK = "document"
-_NO_TITLE = "none"
+#: What a title replaces in the document prompt (``title: none | text: ``).
+TITLE_SLOT = "title: none"
 
 
 def normalise_task(name: str) -> str:
@@ -96,15 +97,18 @@ class PromptTable:
         replaces ``none`` verbatim (the model card reports that real titles improve
         quality); a missing or blank title keeps ``none``.
         """
-        base = self.prompt(DOCUMENT_TASK)
-        if title is None or not title.strip():
-            return base
-        slot = f"title: {_NO_TITLE}"
-        if slot not in base:
-            raise InvalidArgumentError(
-                f"the document prompt {base!r} has no '{slot}' slot to put a title in"
-            )
-        return base.replace(slot, f"title: {title}", 1)
+        return put_title(self.prompt(DOCUMENT_TASK), title)
+
+
+def put_title(prompt: str, title: str | None) -> str:
+    """``prompt`` with ``title`` in its ``title: none`` (unchanged for no or a blank title)."""
+    if title is None or not title.strip():
+        return prompt
+    if TITLE_SLOT not in prompt:
+        raise InvalidArgumentError(
+            f"the document prompt {prompt!r} has no '{TITLE_SLOT}' slot to put a title in"
+        )
+    return prompt.replace(TITLE_SLOT, f"title: {title}", 1)
 
 
 def choose_prompt(
@@ -121,3 +125,23 @@ def choose_prompt(
         return prompt
     prompts = table()
     return prompts.prompt(task) if task is not None else prompts.default_prompt()
+
+
+def check_explicit_prompts(
+    query_task: str, query_prompt: str | None, document_prompt: str | None,
+    title_key: str | None,
+) -> None:
+    """Refuse explicit prompt strings that contradict the other settings: a query prompt
+    beside a query task other than ``query``, a document prompt as the query prompt, a
+    document prompt without a ``title: none`` for the titles of ``title_key``."""
+    if query_prompt is not None and normalise_task(query_task) != QUERY_TASK:
+        raise InvalidArgumentError(
+            f"give query_task ({query_task!r}) or query_prompt ({query_prompt!r}), not both"
+        )
+    if query_prompt is not None and query_prompt.lstrip().startswith("title:"):
+        raise InvalidArgumentError(f"query_prompt {query_prompt!r} is a document prompt")
+    if title_key and document_prompt is not None and TITLE_SLOT not in document_prompt:
+        raise InvalidArgumentError(
+            f"document_prompt {document_prompt!r} has no {TITLE_SLOT!r} for the titles of "
+            f"title_key={title_key!r} to replace"
+        )

@@ -232,6 +232,41 @@ def test_langchain_pgvector(pg, memo, corpus, reference, dims):
     check_same_as_core("langchain", reference, corpus, top_ids, stored, dims)
 
 
+def test_langchain_pgvector_titles_in_one_call(pg, memo, corpus, reference, dims):
+    """``add_documents(store, docs)`` puts each ``metadata["title"]`` in its document's
+    prompt on the way through PGVectorStore (whose sync calls run on a background event
+    loop: the titles cross threads)."""
+    from langchain_core.documents import Document
+    from langchain_postgres import PGEngine, PGVectorStore
+
+    from embgemma_plugins import EmbeddingGemmaEmbeddings
+
+    embeddings = EmbeddingGemmaEmbeddings(variant=VARIANT, dimensions=dims, title_key="title")
+    titles = [i.split(":")[2] for i in corpus.ids]  # the package or man page name
+    docs = [Document(page_content=t, metadata={"doc_id": i, "title": n})
+            for i, t, n in zip(corpus.ids, corpus.texts, titles, strict=True)]
+    table = f"lc_titles_{dims}"
+    engine = PGEngine.from_connection_string(pg.url("psycopg"))
+    try:
+        engine.init_vectorstore_table(table, vector_size=embeddings.dimensions)
+        store = PGVectorStore.create_sync(engine, embedding_service=embeddings, table_name=table)
+        assert len(embeddings.add_documents(store, docs)) == len(docs)
+    finally:
+        engine._run_as_sync(engine.close())
+    stored = stored_vectors(
+        pg, f"select langchain_metadata->>'doc_id', embedding::text from {table}"
+    )
+    vectors = np.array([stored[d] for d in corpus.ids], dtype=np.float32)
+    expected = embeddings.client.embed_documents(corpus.texts, titles=titles)
+    np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    assert not np.allclose(vectors, reference.docs, atol=1e-3)  # the titles made a difference
+    scores = embeddings.client.embed_queries(corpus.queries) @ vectors.T
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :K]
+    recall = recall_at_k([[corpus.ids[i] for i in row] for row in top], corpus.relevant)
+    print(f"langchain + titles {VARIANT} {dims}d: recall@{K} = {recall:.4f} "
+          f"(without titles {reference.recall:.4f})")
+
+
 def test_llamaindex_pgvector(pg, memo, corpus, reference, dims):
     from llama_index.core import VectorStoreIndex
     from llama_index.core.ingestion import IngestionPipeline

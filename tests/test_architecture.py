@@ -29,7 +29,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("store", ["store", "store.*"]),
     ("model", ["settings", "model", "shared", ""]),  # "": the package's own __init__
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",
-                 "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*"]),
+                 "conventions", "titles", "langchain", "llamaindex", "bench", "bench.*", "serve",
+                 "serve.*"]),
     ("build", ["onnx_models", "onnx_models.*"]),
     ("cli", ["cli", "cli.*"]),
 ]

@@ -12,6 +12,7 @@ HEAVY = (
     "sentence_transformers",
     "langchain_core",
     "llama_index",
+    "llm",
 )
 
 

@@ -249,3 +249,100 @@ def test_missing_langchain_names_the_extra():
     assert out.returncode != 0
     assert "ImportError" in out.stderr
     assert "pip install 'embgemma-plugins[langchain]'" in out.stderr
+
+
+def test_explicit_prompt_strings_reach_the_core(tiny_model, monkeypatch):
+    emb = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1,
+                                   query_prompt="task: fact checking | query: ",
+                                   document_prompt="title: none | text: evidence: ")
+    seen = spy_prompts(monkeypatch, emb.client)
+    emb.embed_query("q")
+    emb.embed_documents(["d", "e"], titles=["T", None])
+    emb.embed_documents(["f"])
+    assert seen == [
+        ("task: fact checking | query: ", "q"),
+        ("title: T | text: evidence: ", "d"),  # a title replaces the prompt's "title: none"
+        ("title: none | text: evidence: ", "e"),
+        ("title: none | text: evidence: ", "f"),
+    ]
+    bare = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1, document_prompt="")
+    with pytest.raises(InvalidArgumentError, match="has no 'title: none' slot"):
+        bare.embed_documents(["d"], titles=["T"])
+
+
+def test_batch_size_is_texts_per_call_to_the_model(tiny_model, monkeypatch):
+    emb = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1, batch_size=4)
+    seen = spy_prompts(monkeypatch, emb.client)
+    calls: list[int] = []
+    original = emb.client.embed_tokens
+    monkeypatch.setattr(emb.client, "embed_tokens", lambda enc: calls.append(len(enc.ids))
+                        or original(enc))
+    texts = [f"text number {i}" for i in range(10)]
+    docs = emb.embed_documents(texts)
+    queries = emb.embed_queries(texts)
+    assert calls == [4, 4, 2, 4, 4, 2]
+    assert seen == [(DOC, t) for t in texts] + [(QUERY, t) for t in texts]
+    whole = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1)
+    np.testing.assert_allclose(docs, whole.embed_documents(texts), atol=1e-6)
+    np.testing.assert_allclose(queries, whole.embed_queries(texts), atol=1e-6)
+
+
+def test_show_progress_draws_a_bar_per_batch(tiny_model, capsys):
+    emb = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1, batch_size=3,
+                                   show_progress=True)
+    assert len(emb.embed_documents([f"t{i}" for i in range(7)])) == 7
+    err = capsys.readouterr().err
+    assert "Embedding documents" in err and "7/7" in err
+    quiet = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1)
+    quiet.embed_documents(["t"])
+    assert capsys.readouterr().err == ""
+
+
+def _store_texts(store):
+    return {d["text"]: d["vector"] for d in store.store.values()}
+
+
+def test_titles_in_one_call_into_a_real_vector_store(tiny_model, tiny_gemma):
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    emb = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1, title_key="name")
+    docs = [Document(page_content="apt installs packages", metadata={"name": "apt"}),
+            Document(page_content="dpkg unpacks them"),
+            Document(page_content="apt installs packages", metadata={"name": "apt-get"})]
+    store = emb.build_store(InMemoryVectorStore, docs)
+    texts = [d.page_content for d in docs]
+    expected = tiny_gemma.embed_documents(texts, titles=["apt", None, "apt-get"])
+    stored = [d["vector"] for d in store.store.values()]
+    np.testing.assert_allclose(stored, expected, atol=1e-6)
+    ids = emb.add_documents(store, [Document(page_content="gpg signs", metadata={"name": "G"})])
+    np.testing.assert_allclose(store.store[ids[0]]["vector"],
+                               tiny_gemma.embed_documents(["gpg signs"], titles=["G"])[0],
+                               atol=1e-6)
+    hit = store.similarity_search_by_vector(expected[2], k=1)[0]
+    assert hit.metadata == {"name": "apt-get"}
+    # outside the helpers, nothing is left waiting: plain texts get "title: none"
+    np.testing.assert_allclose(emb.embed_documents(["gpg signs"]),
+                               tiny_gemma.embed_documents(["gpg signs"]), atol=1e-6)
+
+
+def test_titles_for_serves_any_caller_and_warns_about_changed_texts(tiny_model, monkeypatch):
+    from langchain_core.vectorstores import InMemoryVectorStore
+
+    emb = EmbeddingGemmaEmbeddings(model=str(tiny_model), threads=1)
+    docs = [Document(page_content="x", metadata={"title": "X"})]
+    store = InMemoryVectorStore(emb)
+    seen = spy_prompts(monkeypatch, emb.client)
+    with emb.titles_for(docs) as used:
+        asyncio.run(store.aadd_documents(docs))  # the async path, in a worker thread
+    assert seen == [("title: X | text: ", "x")] and used.missed == 0
+
+    class Stripping(InMemoryVectorStore):
+        def add_documents(self, documents, **kwargs):
+            changed = [Document(page_content=d.page_content.upper()) for d in documents]
+            return super().add_documents(changed, **kwargs)
+
+    with pytest.warns(UserWarning, match="1 of 1 documents did not reach embed_documents"):
+        emb.add_documents(Stripping(emb), docs)
+    seen.clear()
+    emb.embed_documents(["x"])
+    assert seen == [(DOC, "x")]

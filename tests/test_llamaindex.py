@@ -44,17 +44,24 @@ def test_query_text_and_batch_prompts_reach_the_core_exactly(emb, monkeypatch):
     ]
 
 
+def record_documents(monkeypatch, model):
+    """Record the (texts, titles) of every ``embed_documents`` call of the core."""
+    calls: list[tuple[list[str], list | None]] = []
+    original = model.embed_documents
+
+    def record(texts, titles=None, **kwargs):
+        calls.append((list(texts), None if titles is None else list(titles)))
+        return original(texts, titles=titles, **kwargs)
+
+    monkeypatch.setattr(model, "embed_documents", record)
+    return calls
+
+
 def test_batches_go_to_the_core_whole(emb, monkeypatch):
-    calls: list[int] = []
-    original = emb.client.embed_documents
-
-    def record(texts, titles=None):
-        calls.append(len(texts))
-        return original(texts, titles=titles)
-
-    monkeypatch.setattr(emb.client, "embed_documents", record)
+    calls = record_documents(monkeypatch, emb.client)
     emb.get_text_embedding_batch([f"text {i}" for i in range(300)])
-    assert calls == [256, 44]  # embed_batch_size texts per call; the core batches by tokens
+    # embed_batch_size texts per call; the core batches by tokens
+    assert [len(texts) for texts, _ in calls] == [256, 44]
 
 
 def test_vectors_equal_the_core_api(emb, tiny_gemma):
@@ -99,6 +106,25 @@ def test_dimensions_and_model_name(tiny_model):
     assert len(emb.get_query_embedding("x")) == 128
     assert emb.model_name == str(tiny_model)
     assert EmbeddingGemmaEmbedding.class_name() == "EmbeddingGemmaEmbedding"
+
+
+def test_model_name_is_the_model_never_dropped(tiny_model, tiny_gemma):
+    named = EmbeddingGemmaEmbedding(model_name="BAAI/bge-small-en-v1.5")
+    assert (named.model, named.model_name) == ("BAAI/bge-small-en-v1.5",) * 2
+    local = EmbeddingGemmaEmbedding(model_name=str(tiny_model), threads=1)
+    np.testing.assert_allclose(local.get_text_embedding("x"),
+                               tiny_gemma.embed_documents(["x"])[0], atol=1e-6)
+    assert EmbeddingGemmaEmbedding(model_name="a/b", model="a/b").model == "a/b"
+    with pytest.raises(ValueError, match="model_name='a/b' and model='c/d' differ"):
+        EmbeddingGemmaEmbedding(model_name="a/b", model="c/d")
+    emb = EmbeddingGemmaEmbedding(model="a/b")
+    emb.model_name = "c/d"  # either name sets the model; they always agree
+    assert (emb.model, emb.model_name) == ("c/d", "c/d")
+    emb.model = "e/f"
+    assert (emb.model, emb.model_name) == ("e/f", "e/f")
+    with pytest.raises(ValueError, match="model must be"):
+        emb.model_name = " "
+    assert EmbeddingGemmaEmbedding.from_dict(emb.to_dict()) == emb
 
 
 def test_validation():
@@ -179,3 +205,48 @@ def test_missing_llamaindex_names_the_extra():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert "pip install 'embgemma-plugins[llamaindex]'" in out.stderr
+
+
+def test_titled_nodes_go_through_llamaindex_batching(tiny_model, monkeypatch, capsys):
+    from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+
+    events = LlamaDebugHandler()
+    emb = EmbeddingGemmaEmbedding(model=str(tiny_model), threads=1, title_key="title",
+                                  embed_batch_size=4, callback_manager=CallbackManager([events]))
+    original = emb.client.embed_documents
+    calls = record_documents(monkeypatch, emb.client)
+    nodes = [TextNode(text=f"node {i}", metadata={"title": f"T{i}"}) for i in range(9)]
+    IngestionPipeline(transformations=[emb]).run(nodes=nodes)
+    assert [titles for _, titles in calls] == [["T0", "T1", "T2", "T3"], ["T4", "T5", "T6", "T7"],
+                                              ["T8"]]
+    pairs = events.get_event_pairs(CBEventType.EMBEDDING)
+    assert len(pairs) == 3  # one callback event per embed_batch_size nodes
+    assert pairs[0][1].payload["chunks"][0] == "title: T0 | text: node 0"
+    emb(nodes[:1], show_progress=True)  # as LlamaIndex passes it to a transformation
+    assert "Generating embeddings" in capsys.readouterr().err
+    expected = original([f"node {i}" for i in range(9)], titles=[f"T{i}" for i in range(9)])
+    np.testing.assert_allclose([n.embedding for n in nodes], expected, atol=1e-6)
+
+
+def test_titled_nodes_in_the_embeddings_cache_are_keyed_by_title(tiny_model):
+    from llama_index.core.storage.kvstore import SimpleKVStore
+
+    emb = EmbeddingGemmaEmbedding(model=str(tiny_model), threads=1, title_key="title",
+                                  embeddings_cache=SimpleKVStore())
+    a = TextNode(text="same text", metadata={"title": "A"})
+    b = TextNode(text="same text", metadata={"title": "B"})
+    emb([a])
+    emb([b])
+    assert not np.allclose(a.embedding, b.embedding)
+    np.testing.assert_allclose(b.embedding, emb.client.embed_documents(["same text"], ["B"])[0],
+                               atol=1e-6)
+
+
+def test_explicit_prompts(tiny_model, monkeypatch):
+    emb = EmbeddingGemmaEmbedding(model=str(tiny_model), threads=1, query_prompt="q: ",
+                                  document_prompt="title: none | passage: ", title_key="title")
+    seen = spy_prompts(monkeypatch, emb.client)
+    emb.get_query_embedding("a")
+    emb.get_text_embedding("b")
+    emb([TextNode(text="c", metadata={"title": "C"})])
+    assert seen == [("q: ", "a"), ("title: none | passage: ", "b"), ("title: C | passage: ", "c")]

@@ -93,7 +93,7 @@ def measure(spec: dict[str, Any]) -> Measurement:
     docs = corpus.documents(spec.get("docs"))
     queries = corpus.queries(spec.get("queries"))
     if rt.kind == ONNX:
-        import embgemma_plugins.model  # noqa: F401  (already imported with this package)
+        import embgemma_plugins.model  # noqa: F401  (the runtime: part of start-up)
 
         startup_s = time.time() - float(spec.get("started", time.time()))
         load_s, loaded = timed(lambda: load_onnx(rt, spec.get("batch_tokens")))
