@@ -17,7 +17,6 @@ long inputs too (the real model's benchmark documents are all under 2,048 tokens
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -32,19 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.serve_load import LevelResult, Request, run_level
+from embgemma_plugins.bench import corpus
 
-DATA = Path(__file__).resolve().parent / "data"
 QUERY_REQUESTS = {1: 200, 8: 400, 32: 640, 128: 1280}  # in total, per level
 DOC_REQUESTS_PER_CLIENT = {1: 8, 8: 2, 32: 1, 128: 1}
 DOCS_PER_REQUEST = 16
 LISTENING = re.compile(r"listening on (http://\S+)")
-
-
-def read_texts(name: str) -> list[str]:
-    path = DATA / name
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f if line.strip()]
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen[str], str]:
@@ -154,7 +146,7 @@ def main() -> None:
     p.add_argument("--plot", type=Path, help="Write the PNG plot here.")
     p.add_argument("--skip-naive", action="store_true")
     a = p.parse_args()
-    queries, docs = read_texts("queries.jsonl"), read_texts("documents.jsonl.gz")
+    queries, docs = corpus.queries(), corpus.documents()
     model_args = ["--model", a.model, "--variant", a.variant]
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
