@@ -2,11 +2,12 @@
 
 SentencePiece never produces a CONTROL piece (``<pad>``, ``<eos>``, ``<bos>``) from text, but it
 cuts out a USER_DEFINED piece wherever the piece's string occurs.  Gemma's vocabulary has
-6,410 of them: 92 runs of newlines, tabs or spaces, which are ordinary text (kept as they
-are, so ids of ordinary text do not change), and 6,318 that mean something else to the model:
-``<mask>`` (4), ``[multimodal]``, ``<start_of_turn>`` (105), ``<end_of_turn>`` (106), 70 markup
-tags (``<table>``, ``<h1>``, ...), ``<start_of_image>`` (255999), ``<end_of_image>`` and 6,242
-``<unusedN>`` whose embeddings were never trained.  :class:`Literal` finds every place in a
+6,410 of them: 92 runs of newlines, tabs or spaces and 68 HTML tags (``<table>``, ``</td>``),
+which are ordinary text (kept as they are, so ids of ordinary text and web pages do not
+change), and 6,250 that mean something else to the model: ``<mask>`` (4), ``[multimodal]``,
+``<start_of_turn>`` (105), ``<end_of_turn>`` (106), ``<bbox>``, ``</bbox>``,
+``<start_of_image>`` (255999), ``<end_of_image>`` and 6,242 ``<unusedN>`` whose embeddings
+were never trained.  :class:`Literal` finds every place in a
 text where one of those begins and encodes the text in runs that no such string can span
 (the string's first character alone, then the rest), so the model sees the characters,
 exactly what the text says.
@@ -56,9 +57,23 @@ def user_defined(model: bytes) -> set[str]:
     return found
 
 
+#: HTML elements Gemma's vocabulary holds as pieces: web text the model was trained on.
+MARKUP = frozenset({
+    "a", "b", "blockquote", "body", "caption", "code", "div", "em", "footer", "h1", "h2", "h3",
+    "h4", "h5", "h6", "html", "i", "iframe", "img", "li", "s", "span", "strong", "sub", "sup",
+    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
+})
+_TAG = re.compile(r"</?([a-z][a-z0-9]*)>")
+
+
 def is_text(piece: str) -> bool:
-    """A user-defined piece that is ordinary text: a run of whitespace (``▁`` is a space)."""
-    return piece.replace("\u2581", " ").isspace()
+    """A user-defined piece that is ordinary text: a run of whitespace (``▁`` is a space),
+    or an HTML tag such as ``<table>`` or ``</td>``, which stays the model's own piece, as
+    Hugging Face's tokenizer reads it (read as characters, a page of markup moved to
+    cosine 0.89 of its reference vector)."""
+    plain = piece.replace("\u2581", " ")
+    tag = _TAG.fullmatch(plain)
+    return plain.isspace() or (tag is not None and tag.group(1) in MARKUP)
 
 
 class Literal:

@@ -8,14 +8,12 @@ from pathlib import Path
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as pb
 
+from embgemma_plugins.literal import is_text
 from embgemma_plugins.tokenizer import Tokenizer
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED = 1, 2, 3, 4
 
 
-def is_text(piece: str) -> bool:
-    """A user-defined piece that is ordinary text: a run of whitespace (``▁`` is a space)."""
-    return piece.replace("\u2581", " ").isspace()
 PROMPT = "task: search result | query: "
 
 

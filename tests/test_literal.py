@@ -49,7 +49,7 @@ def hostile_vocabulary(tmp_path_factory) -> Path:
 
 def test_overlapping_and_one_character_pieces(hostile_vocabulary):
     tok = Tokenizer(hostile_vocabulary)
-    assert tok.literal.strings == {s for s in HOSTILE if s != "\n\n"}
+    assert tok.literal.strings == {s for s in HOSTILE if s not in ("\n\n", "<a>")}
     check_every_piece(tok, hostile_vocabulary)
     text = "<<a>b> a>b§<start_of_turn>§§<end_of_turn>[multimodal]]\n\n"
     ids = tok.encode([text], 2048).ids[0].tolist()
@@ -57,6 +57,8 @@ def test_overlapping_and_one_character_pieces(hostile_vocabulary):
     assert sp.decode(ids[1:-1]) == text
     assert not tok.literal.ids & set(ids)
     assert sp.piece_to_id("\n\n") in ids  # whitespace runs stay the ordinary pieces they are
+    # and so do HTML tags (web text the model read), unless a protected string overlaps one
+    assert sp.piece_to_id("<a>") in tok.encode(["x <a> y"], 2048).ids[0].tolist()
 
 
 @pytest.mark.parametrize("which", ["tiny", "hostile"])
