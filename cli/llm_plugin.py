@@ -26,15 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from embgemma_plugins.errors import EmbeddingGemmaError, missing_extra
+
 try:
     from llm.hookspecs import hookimpl
     from llm.models import EmbeddingModel
 except ImportError as e:  # pragma: no cover - llm itself is what loads this module
-    raise ImportError(
-        f"the llm plugin needs llm ({e.name} is missing): pip install 'embgemma-plugins[llm]'"
-    ) from e
+    raise missing_extra(e, "the llm plugin needs llm", "llm") from e
 
-from embgemma_plugins.errors import EmbeddingGemmaError
 
 if TYPE_CHECKING:
     from embgemma_plugins.model import EmbeddingGemma

@@ -68,3 +68,8 @@ class DamagedModelError(ModelNotFoundError):
     def __init__(self, message: str, files: list[str]) -> None:
         super().__init__(message)
         self.files = files
+
+
+def missing_extra(e: ImportError, needs: str, extra: str) -> ImportError:
+    """The error an optional module raises when its extra is not installed, naming it."""
+    return ImportError(f"{needs} ({e.name} is missing): pip install 'embgemma-plugins[{extra}]'")

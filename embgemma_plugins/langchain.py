@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from embgemma_plugins.errors import InvalidArgumentError, missing_extra
+
 try:
     from langchain_core.documents import Document
     from langchain_core.embeddings import Embeddings
@@ -31,12 +33,8 @@ try:
 
     from embgemma_plugins.framework import EmbeddingGemmaSettings
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        f"EmbeddingGemmaEmbeddings needs LangChain ({e.name} is missing): "
-        "pip install 'embgemma-plugins[langchain]'"
-    ) from e
+    raise missing_extra(e, "EmbeddingGemmaEmbeddings needs LangChain", "langchain") from e
 
-from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.titles import Registration, TitleQueue
 
 __all__ = ["EmbeddingGemmaEmbeddings"]

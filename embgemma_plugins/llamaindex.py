@@ -24,6 +24,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from embgemma_plugins.errors import missing_extra
+
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
     from llama_index.core.schema import BaseNode, MetadataMode
@@ -31,10 +33,7 @@ try:
 
     from embgemma_plugins.framework import EmbeddingGemmaSettings
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        f"EmbeddingGemmaEmbedding needs LlamaIndex ({e.name} is missing): "
-        "pip install 'embgemma-plugins[llamaindex]'"
-    ) from e
+    raise missing_extra(e, "EmbeddingGemmaEmbedding needs LlamaIndex", "llamaindex") from e
 
 __all__ = ["EmbeddingGemmaEmbedding"]
 

@@ -9,16 +9,15 @@ offline for the same text, task and dimensions.
 
 from __future__ import annotations
 
+from embgemma_plugins.errors import missing_extra
+
 try:
     import orjson  # noqa: F401
     import prometheus_client  # noqa: F401
     import starlette  # noqa: F401
     import uvicorn  # noqa: F401
 except ImportError as e:  # pragma: no cover - exercised by a subprocess test
-    raise ImportError(
-        f"embgemma serve needs the serve extra ({e.name} is missing): "
-        "pip install 'embgemma-plugins[serve]'"
-    ) from e
+    raise missing_extra(e, "embgemma serve needs the serve extra", "serve") from e
 
 from embgemma_plugins.serve.settings import ServeSettings
 
