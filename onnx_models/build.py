@@ -1,6 +1,6 @@
 """Build a variant's graph from the fp32 Optimum export by its recipe (the one code path).
 
-  keep the recipe's outputs -> fold the Dense head -> calibrate (activation statistics,
+  keep the recipe's outputs -> fold the Dense head -> token_states, if listed -> calibrate (activation statistics,
   Hessians) and smooth -> the float-graph passes (fast_gelu, merge_matmuls) -> quantise the
   weight MatMuls and the embedding table -> ONNX Runtime's offline optimisation -> the late
   passes in the recipe's order (skip_rms_norm, attention, lean_shapes, rotary, flat_heads,
@@ -15,6 +15,8 @@ from pathlib import Path
 
 import onnx
 
+from embgemma_plugins.late import TOKEN_STATES
+
 from . import graph as G
 from .optimize import ort_optimize
 from .packed import Packed4, unpack_weights
@@ -22,6 +24,7 @@ from .passes import PASSES
 from .quantize import quantise_weights, weight_error
 from .recipe import Recipe
 from .smoothing import Stats, activation_stats, smooth
+from .token_states import add_token_states
 
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
@@ -56,6 +59,8 @@ def build_variant(
     G.keep_outputs(model, list(recipe.outputs))
     if recipe.fold_dense_head:
         G.fold_dense_head(model)
+    if TOKEN_STATES in recipe.outputs:  # after the fold: one head MatMul per token
+        add_token_states(model)
     stats = None
     if recipe.calibrated():
         if not calibration:
