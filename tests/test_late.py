@@ -89,7 +89,7 @@ def test_window_plan_and_the_rule_at_a_boundary():
     assert windows[0] == (0, 2030) and windows[-1] == (2970, 5000) and len(windows) == 3
     assert all(b - a == 2030 for a, b in windows)
     owner = assign(windows, 5000)
-    (a1, b1), (a2, b2) = windows[0], windows[1]
+    (_, b1), (a2, _) = windows[0], windows[1]
     cut = (b1 - 1 + a2) // 2 + 1  # the overlap's middle: the documented rule
     assert owner[cut - 1] == 0 and owner[cut] == 1
     assert (owner[:cut] == 0).all() and (np.diff(owner) >= 0).all()
@@ -109,7 +109,7 @@ def test_a_span_over_a_window_boundary_pools_each_token_from_its_window(late_mod
     text = long_text(40 if window == 64 else 1200)
     doc = prepare(late_model.tokenizer, text, PROMPT, [(0, 1)], window, 16 if window == 64 else 512)
     assert len(doc.windows) >= 2
-    (a1, b1), (a2, b2) = doc.windows[:2]
+    (a1, b1), (a2, _) = doc.windows[:2]
     cut = (b1 - 1 + a2) // 2 + 1
     runs = []
     for w in (0, 1):
