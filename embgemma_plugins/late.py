@@ -27,13 +27,13 @@ import numpy as np
 from embgemma_plugins.batching import plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.maths import check_finite, l2_normalise, truncate
+from embgemma_plugins.session import TOKEN_STATES, run_batch
 from embgemma_plugins.windows import assign, plan_windows, span_sums
 
 if TYPE_CHECKING:
     from embgemma_plugins.model import EmbeddingGemma
     from embgemma_plugins.tokenizer import Tokenizer
 
-TOKEN_STATES = "token_states"
 WINDOW = 2048  # the model's max_position_embeddings
 WINDOW_OVERLAP = 512  # each token keeps >= 256 tokens of context at a cut (a sliding layer's reach)
 
@@ -120,13 +120,12 @@ def run_windows(model: EmbeddingGemma, docs: Sequence[Document]) -> None:
     if TOKEN_STATES not in names:
         raise InvalidArgumentError(
             f"late chunking needs a variant with the '{TOKEN_STATES}' output; "
-            f"{model.files.onnx} has {', '.join(names)}. Rebuild the variant with a recipe "
-            f"that lists '{TOKEN_STATES}' in its outputs"
+            f"{model.files.onnx} has {', '.join(names)}: it was built before the recipes "
+            "listed it. Rebuild it: embgemma export --variant " + str(model.variant)
         )
     for batch in plan_batches([len(x) for x in ids], model.batch_tokens):
         input_ids, mask = model.tokenizer.pad([ids[i] for i in batch])
-        feeds = {"input_ids": input_ids, "attention_mask": mask}
-        (states,) = model.session.run([TOKEN_STATES], feeds)
+        states = run_batch(model.session, input_ids, mask, TOKEN_STATES)
         model.table_pages.release(model.session, input_ids.size)
         for row, i in enumerate(batch):
             d, w = jobs[i]

@@ -1,11 +1,12 @@
 """Build a variant's graph from the fp32 Optimum export by its recipe (the one code path).
 
-  keep the recipe's outputs -> fold the Dense head -> token_states, if listed -> calibrate (activation statistics,
-  Hessians) and smooth -> the float-graph passes (fast_gelu, merge_matmuls) -> quantise the
-  weight MatMuls and the embedding table -> ONNX Runtime's offline optimisation -> the late
-  passes in the recipe's order (skip_rms_norm, attention, lean_shapes, rotary, flat_heads,
-  row_steps, banded_attention, split_queries: onnx_models/passes.py) -> 4-bit codes stored
-  as such -> save (weights in one external data file beside the model).
+  keep the recipe's outputs -> fold the Dense head -> add token_states (if listed: late
+  chunking) -> calibrate (activation statistics, Hessians) and smooth -> the float-graph
+  passes (fast_gelu, merge_matmuls) -> quantise the weight MatMuls and the embedding table
+  -> ONNX Runtime's offline optimisation -> the late passes in the recipe's order
+  (skip_rms_norm, attention, lean_shapes, rotary, flat_heads, row_steps, banded_attention,
+  split_queries: onnx_models/passes.py) -> 4-bit codes stored as such -> save (weights in
+  one external data file beside the model).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from embgemma_plugins.late import TOKEN_STATES
+from embgemma_plugins.session import TOKEN_STATES
 
 from . import graph as G
 from .optimize import ort_optimize

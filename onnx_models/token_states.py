@@ -22,7 +22,7 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from embgemma_plugins.late import TOKEN_STATES
+from embgemma_plugins.session import TOKEN_STATES
 
 from . import graph as G
 

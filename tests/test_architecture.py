@@ -25,9 +25,10 @@ FOLDERS = {
 #: Lowest first; a module may import its own layer and the layers below it only.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["errors", "maths", "tokenizer", "prompts", "batching", "onnxproto",
-                    "unpack4", "pages", "session"]),
+                    "unpack4", "pages", "session", "offsets", "boundaries", "chunking",
+                    "windows"]),
     ("store", ["store", "store.*"]),
-    ("model", ["settings", "model", "shared", ""]),  # "": the package's own __init__
+    ("model", ["settings", "model", "shared", "late", ""]),  # "": the package's own __init__
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",
                  "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*"]),
     ("build", ["onnx_models", "onnx_models.*"]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +10,9 @@ import onnxruntime as ort
 import pytest
 
 from embgemma_plugins.errors import InvalidArgumentError
-from embgemma_plugins.late import TOKEN_STATES, late_vectors, prepare
-from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.late import late_vectors, prepare
 from embgemma_plugins.onnx_models.recipe import load_recipes
+from embgemma_plugins.session import TOKEN_STATES
 from embgemma_plugins.windows import assign, context, plan_windows
 from tests.conftest import cosines
 
@@ -32,21 +31,30 @@ def long_text(pieces: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def late_folder(tiny_model: Path, tiny_optimum: Path, tokenize, tmp_path_factory) -> Path:
-    """The tiny fp32 variant rebuilt with the `token_states` output."""
-    folder = tmp_path_factory.mktemp("late") / "fp32"
-    shutil.copytree(tiny_model, folder)
-    recipe = load_recipes()["fp32"]
-    recipe = replace(recipe, outputs=(*recipe.outputs, TOKEN_STATES))
-    build_variant(tiny_optimum, folder / "model.onnx", recipe, None, tokenize)
-    return folder
+def late_folder(tiny_model: Path) -> Path:
+    """The tiny fp32 variant: its recipe lists the `token_states` output."""
+    assert TOKEN_STATES in load_recipes()["fp32"].outputs
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
-def late_model(late_folder: Path):  # type: ignore[no-untyped-def]
-    from embgemma_plugins import EmbeddingGemma
+def late_model(tiny_gemma):  # type: ignore[no-untyped-def]
+    return tiny_gemma
 
-    return EmbeddingGemma(late_folder, threads=1)
+
+@pytest.fixture(scope="module")
+def plain_model(tiny_model: Path, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The same variant with `token_states` pruned away (a folder without a manifest)."""
+    from embgemma_plugins import EmbeddingGemma
+    from embgemma_plugins.onnx_models import graph as G
+
+    folder = tmp_path_factory.mktemp("plain") / "fp32"
+    shutil.copytree(tiny_model, folder)
+    (folder / "manifest.json").unlink()
+    graph = G.load(folder / "model.onnx")
+    G.keep_outputs(graph, [G.SENTENCE_OUTPUT])
+    G.save(graph, folder / "model.onnx")
+    return EmbeddingGemma(folder, threads=1)
 
 
 def test_token_states_are_sentence_transformers_tokens_through_its_dense_head(
@@ -70,10 +78,11 @@ def test_token_states_are_sentence_transformers_tokens_through_its_dense_head(
         assert cosines(pooled, sentence).min() >= 0.999999
 
 
-def test_the_extra_output_leaves_the_sentence_vectors_unchanged(late_model, tiny_gemma):
+def test_the_extra_output_leaves_the_sentence_vectors_unchanged(late_model, plain_model):
+    assert TOKEN_STATES not in [o.name for o in plain_model.session.get_outputs()]
     texts = [long_text(n) for n in (1, 7, 30)]
     np.testing.assert_allclose(
-        late_model.embed_documents(texts), tiny_gemma.embed_documents(texts), atol=2e-6
+        late_model.embed_documents(texts), plain_model.embed_documents(texts), atol=2e-6
     )
 
 
@@ -133,6 +142,6 @@ def test_a_span_over_a_window_boundary_pools_each_token_from_its_window(late_mod
     assert cosines(got, ((frames[1] + wrong) / (doc.frame_size + hi - lo))[None, :])[0] < 0.99999
 
 
-def test_a_variant_without_token_states_is_named(tiny_gemma):
+def test_a_variant_without_token_states_is_named(plain_model):
     with pytest.raises(InvalidArgumentError, match="needs a variant with the 'token_states'"):
-        late_vectors(tiny_gemma, ["text"], [PROMPT], [[(0, 4)]])
+        late_vectors(plain_model, ["text"], [PROMPT], [[(0, 4)]])
