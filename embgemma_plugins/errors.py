@@ -63,3 +63,14 @@ class DamagedModelError(ModelNotFoundError):
     def __init__(self, message: str, files: list[str]) -> None:
         super().__init__(message)
         self.files = files
+
+
+class TruncationWarning(UserWarning):
+    """Texts that were longer than the model's window and were cut (``long="truncate"``):
+    ``indices`` are their positions in the call's input, ``lengths`` their full token
+    counts (prompt, BOS and EOS included)."""
+
+    def __init__(self, message: str, indices: list[int], lengths: list[int]) -> None:
+        super().__init__(message)
+        self.indices = indices
+        self.lengths = lengths

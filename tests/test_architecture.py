@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "unpack4", "pages", "session", "offsets", "boundaries", "chunking",
                     "windows"]),
     ("store", ["store", "store.*"]),
-    ("model", ["settings", "model", "shared", "late", ""]),  # "": the package's own __init__
+    # "": the package's own __init__
+    ("model", ["settings", "model", "shared", "late", "long", ""]),
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",
                  "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*"]),
     ("build", ["onnx_models", "onnx_models.*"]),
