@@ -22,10 +22,11 @@ from embgemma_plugins.errors import (
 )
 from embgemma_plugins.jobs.finish import finish, leftover
 from embgemma_plugins.jobs.job import Job, Totals, run
-from embgemma_plugins.jobs.output import Layout, describe_run
+from embgemma_plugins.jobs.output import describe_run
 from embgemma_plugins.jobs.plan import (
     EmbedOptions,
     check_usage,
+    chunking_record,
     describe_settings,
     input_format,
     resolve_prompt,
@@ -95,9 +96,9 @@ def run_local(o: EmbedOptions, progress: ProgressSink | None = None, say: Any = 
     prompt = resolve_prompt(model, o)
     current = describe_settings(o, model, fmt, prompt)
     work = prepare_work(o, current, say)
-    job = Job(Layout(o.spec, model.dimensions, o.precision), o.chunk_rows, o.on_error,
-              o.on_long, prompt, model.prompts.document_prompt if o.title_field else None,
-              work.read_state())
+    job = Job(o.layout(model.dimensions), o.chunk_rows, o.on_error, o.on_long, prompt,
+              model.prompts.document_prompt if o.title_field else None, work.read_state(),
+              o.chunking)
     try:
         reader = Reader(o.input_path, fmt, o.spec, stdin or sys.stdin.buffer)
         try:
@@ -111,7 +112,8 @@ def run_local(o: EmbedOptions, progress: ProgressSink | None = None, say: Any = 
             input_path=o.input_path if o.input_path == STDIN else os.path.abspath(o.input_path),
             input_format=fmt, extra={
                 "input_rows": totals.rows, "skipped": totals.skipped,
-                "truncated": totals.truncated, "chunk_rows": o.chunk_rows,
+                "truncated": totals.truncated, "long": o.on_long, "long_rows": totals.long,
+                "chunking": chunking_record(o), "chunk_rows": o.chunk_rows,
                 "batch_tokens": o.batch_tokens, "onnx_sha256": current["onnx_sha256"],
                 "title_prompt": "title: {title} | text: " if o.title_field else None})
         # The session (arena, pre-packed weights) is not needed to assemble the parts: let
