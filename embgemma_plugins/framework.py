@@ -31,6 +31,7 @@ from typing_extensions import Self
 from embgemma_plugins import configfile
 from embgemma_plugins.configfile import PROVIDER
 from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.long import check_policy
 from embgemma_plugins.model import EmbeddingGemma
 from embgemma_plugins.prompts import QUERY_TASK, normalise_task
 from embgemma_plugins.settings import ModelSettings
@@ -68,6 +69,9 @@ class EmbeddingGemmaSettings(BaseModel):
         query_task: the prompt task of queries (``query``; e.g. ``question answering``,
             ``fact checking``, ``code retrieval``); documents always get the document prompt.
         title_key: metadata key holding a document's title (``title: {title} | text: ``).
+        long: what happens to a document longer than ``max_length`` tokens: ``truncate``
+            (cut, with a ``TruncationWarning`` naming it), ``error``, ``mean`` (token-weighted
+            mean of its chunks' vectors) or ``late`` (late chunking's document vector).
         providers: ONNX Runtime providers (``cpu``, ``cuda``, a list, or ``None``: auto).
         threads: intra-op threads (``None``: one per physical core).
         max_length: tokens per text (longer texts are cut).
@@ -81,6 +85,7 @@ class EmbeddingGemmaSettings(BaseModel):
     dimensions: int = _DEFAULTS.dimensions
     query_task: str = QUERY_TASK
     title_key: str | None = None
+    long: str = "truncate"
     providers: str | list[str] | None = None
     threads: int | None = Field(default=_DEFAULTS.threads, ge=1)
     max_length: int = Field(default=_DEFAULTS.max_length, ge=3, le=_DEFAULTS.max_length)
@@ -109,6 +114,14 @@ class EmbeddingGemmaSettings(BaseModel):
         if not v.strip():
             raise ValueError("query_task must not be empty")
         return v
+
+    @field_validator("long")
+    @classmethod
+    def _long(cls, v: str) -> str:
+        try:
+            return check_policy(v)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -149,7 +162,9 @@ class EmbeddingGemmaSettings(BaseModel):
     def _embed_documents(
         self, texts: Sequence[str], titles: Sequence[str | None] | None = None
     ) -> list[list[float]]:
-        out: list[list[float]] = self.client.embed_documents(texts, titles=titles).tolist()
+        out: list[list[float]] = self.client.embed_documents(
+            texts, titles=titles, long=self.long
+        ).tolist()
         return out
 
     # -- config sections -------------------------------------------------------------

@@ -31,7 +31,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     # "": the package's own __init__
     ("model", ["settings", "model", "shared", "late", "long", ""]),
     ("library", ["jobs", "jobs.*", "ray", "ray.*", "framework", "configfile", "config",
-                 "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*"]),
+                 "langchain", "llamaindex", "bench", "bench.*", "serve", "serve.*",
+                 "splitting", "langchain_splitter", "llamaindex_parser"]),
     ("build", ["onnx_models", "onnx_models.*"]),
     ("cli", ["cli", "cli.*"]),
 ]

@@ -27,6 +27,7 @@ FULL = {
     "dimensions": 256,
     "query_task": "question answering",
     "title_key": "title",
+    "long": "mean",
     "providers": ["cuda", "cpu"],
     "threads": 2,
     "max_length": 512,

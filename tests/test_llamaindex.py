@@ -48,9 +48,9 @@ def test_batches_go_to_the_core_whole(emb, monkeypatch):
     calls: list[int] = []
     original = emb.client.embed_documents
 
-    def record(texts, titles=None):
+    def record(texts, titles=None, long="truncate"):
         calls.append(len(texts))
-        return original(texts, titles=titles)
+        return original(texts, titles=titles, long=long)
 
     monkeypatch.setattr(emb.client, "embed_documents", record)
     emb.get_text_embedding_batch([f"text {i}" for i in range(300)])
