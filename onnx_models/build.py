@@ -25,7 +25,7 @@ from .passes import PASSES
 from .quantize import quantise_weights, weight_error
 from .recipe import Recipe
 from .smoothing import Stats, activation_stats, smooth
-from .token_states import add_token_states
+from .token_states import add_token_states, share_head_weights
 
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
@@ -73,6 +73,7 @@ def build_variant(
             PASSES[name].run(model, recipe)
     packs: dict[str, tuple[Packed4, str]] = {}
     quantise_weights(model, recipe, stats, packs)
+    share_head_weights(model)  # token_states' head: one copy of a quantised head's weights
     model = ort_optimize(model, recipe.optimization)
     for name in recipe.fusions:  # in the order listed (Recipe checks it against `after`)
         if PASSES[name].late:

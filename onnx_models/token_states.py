@@ -20,7 +20,7 @@ A recipe asks for it by listing `token_states` in its `outputs`.
 from __future__ import annotations
 
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from embgemma_plugins.session import TOKEN_STATES
 
@@ -67,3 +67,34 @@ def add_token_states(model: onnx.ModelProto, source: str = TOKEN_EMBEDDINGS) -> 
             TOKEN_STATES, onnx.TensorProto.FLOAT, ["batch_size", "sequence_length", width]
         )
     )
+
+
+def share_head_weights(model: onnx.ModelProto) -> int:
+    """Point the token head's quantised weights at the sentence head's where they are equal.
+
+    A recipe that stores the head quantised (int4's 8-bit blocks) quantises the token
+    MatMul by the same rule (its name matches the head's pattern) into a second, identical
+    set of initializers. Run after quantisation: each input of a ``*_tokens`` node after the
+    first (the activation) that equals its twin's initializer is read from the twin's, and
+    the copy is pruned. Returns the inputs shared."""
+    inits = G.initializers(model)
+    nodes = {n.name: n for n in model.graph.node}
+    shared = 0
+    for node in model.graph.node:
+        twin = nodes.get(node.name.replace("_tokens", "", 1)) if "_tokens" in node.name else None
+        if twin is None or twin.op_type != node.op_type or twin is node:
+            continue
+        for j in range(1, min(len(node.input), len(twin.input))):
+            mine, theirs = node.input[j], twin.input[j]
+            if mine != theirs and mine in inits and theirs in inits and _same(inits[mine],
+                                                                              inits[theirs]):
+                node.input[j] = theirs
+                shared += 1
+    if shared:
+        G.prune(model)
+    return shared
+
+
+def _same(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:
+    x, y = numpy_helper.to_array(a), numpy_helper.to_array(b)
+    return x.dtype == y.dtype and x.shape == y.shape and bool((x == y).all())
