@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from embgemma_plugins import EmbeddingGemma
+from embgemma_plugins.late import late_vectors
 from embgemma_plugins.long import Chunked, weighted_mean
 from embgemma_plugins.maths import l2_normalise
 from embgemma_plugins.store.layout import DEFAULT_MODEL
@@ -78,16 +79,20 @@ def measure(model_name: str, variant: str | None, threads: int | None) -> dict[s
     seconds: dict[str, float] = {}
     warnings.simplefilter("ignore")  # truncation is the point of one of the rows
     q = timed("queries", seconds, lambda: model.embed_queries([x["text"] for x in queries]))
-    doc_vectors = {
-        "truncate": timed("truncate", seconds, lambda: model.embed_documents(texts)),
-        "late": timed("late", seconds, lambda: model.embed_documents(texts, long="late")),
-    }
-    windows: list[Chunked] = timed("mean 2048 chunks", seconds,
-                                   lambda: model.embed_chunks(texts, 2048, 64))
+    doc_vectors = {"truncate": timed("truncate", seconds, lambda: model.embed_documents(texts))}
     plain: list[Chunked] = timed("plain 512 chunks", seconds,
                                  lambda: model.embed_chunks(texts, 512, 64))
-    late: list[Chunked] = timed("late 512 chunks", seconds,
-                                lambda: model.embed_chunks(texts, 512, 64, late=True))
+    # One late pass per page gives both its late document vector (the span of the whole
+    # page, as embed_documents(long="late") pools it) and its late 512-token chunks.
+    prompts = model.document_prompts(texts, None)
+    page_spans = [[(0, len(t)), *((ch.start, ch.end) for ch in c.chunks)]
+                  for t, c in zip(texts, plain, strict=True)]
+    pooled = timed("late (page + 512 chunks, one pass)", seconds,
+                   lambda: late_vectors(model, texts, prompts, page_spans, window=model.max_length))
+    doc_vectors["late"] = np.stack([v[0] for v in pooled])
+    late = [Chunked(c.chunks, v[1:]) for c, v in zip(plain, pooled, strict=True)]
+    windows: list[Chunked] = timed("mean 2048 chunks", seconds,
+                                   lambda: model.embed_chunks(texts, 2048, 64))
     doc_vectors["mean (512-token chunks)"] = np.stack([weighted_mean(c) for c in plain])
     doc_vectors["mean (2,048-token chunks)"] = np.stack([weighted_mean(c) for c in windows])
     owner = np.concatenate([[i] * len(c.chunks) for i, c in enumerate(plain)])
