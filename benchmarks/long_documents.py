@@ -4,9 +4,10 @@ On ``integration_tests/data/long_documents.jsonl.gz`` (40 whole man pages, 2,370
 tokens; 158 queries, each a sentence taken out of its page: docs/data.md):
 
 - document level (the relevant item is the page): ``truncate`` (the first 2,048 tokens),
-  ``mean`` (token-weighted mean of the page's chunk vectors; chunks of 512 and of 2,048
-  tokens), ``late`` (late chunking's document vector: every token of the page pooled),
-  and, for reference, a page scored by its best chunk (plain and late chunks);
+  ``mean`` (token-weighted mean of the page's 512-token chunk vectors, as ``long="mean"``
+  does; with ``--mean-windows`` also of 2,048-token chunks), ``late`` (late chunking's
+  document vector: every token of the page pooled), and, for reference, a page scored by
+  its best chunk (plain and late chunks);
 - chunk level (the relevant items are the chunks whose span holds the place the query's
   sentence was taken from): every chunk of every page, embedded on its own (``plain``) or
   pooled from the page's one pass (``late``), 512-token chunks with 64 tokens of overlap.
@@ -71,7 +72,9 @@ def timed(name: str, seconds: dict[str, float], work: Callable[[], Any]) -> Any:
     return out
 
 
-def measure(model_name: str, variant: str | None, threads: int | None) -> dict[str, Any]:
+def measure(
+    model_name: str, variant: str | None, threads: int | None, mean_windows: bool = False
+) -> dict[str, Any]:
     docs, queries = load()
     texts = [d["text"] for d in docs]
     index = {d["id"]: i for i, d in enumerate(docs)}
@@ -91,10 +94,11 @@ def measure(model_name: str, variant: str | None, threads: int | None) -> dict[s
                    lambda: late_vectors(model, texts, prompts, page_spans, window=model.max_length))
     doc_vectors["late"] = np.stack([v[0] for v in pooled])
     late = [Chunked(c.chunks, v[1:]) for c, v in zip(plain, pooled, strict=True)]
-    windows: list[Chunked] = timed("mean 2048 chunks", seconds,
-                                   lambda: model.embed_chunks(texts, 2048, 64))
     doc_vectors["mean (512-token chunks)"] = np.stack([weighted_mean(c) for c in plain])
-    doc_vectors["mean (2,048-token chunks)"] = np.stack([weighted_mean(c) for c in windows])
+    if mean_windows:  # a third pass over every page: off unless asked
+        windows: list[Chunked] = timed("mean 2048 chunks", seconds,
+                                       lambda: model.embed_chunks(texts, 2048, 64))
+        doc_vectors["mean (2,048-token chunks)"] = np.stack([weighted_mean(c) for c in windows])
     owner = np.concatenate([[i] * len(c.chunks) for i, c in enumerate(plain)])
     spans = [(i, ch.start, ch.end) for i, c in enumerate(plain) for ch in c.chunks]
     relevant_doc = [{index[x["relevant"]]} for x in queries]
@@ -144,11 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--variant", action="append", help="variant(s) to measure (repeatable)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--mean-windows", action="store_true",
+                   help="also mean of 2,048-token chunks (one more pass over every page)")
     args = p.parse_args(argv)
     results = []
     for variant in args.variant or ([None] if Path(args.model).is_dir() else ["fp32", "int8"]):
         print(f"{variant or args.model}:", flush=True)
-        results.append(measure(args.model, variant, args.threads))
+        results.append(measure(args.model, variant, args.threads, args.mean_windows))
         print(table(results[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
