@@ -73,7 +73,8 @@ def timed(name: str, seconds: dict[str, float], work: Callable[[], Any]) -> Any:
 
 
 def measure(
-    model_name: str, variant: str | None, threads: int | None, mean_windows: bool = False
+    model_name: str, variant: str | None, threads: int | None, mean_windows: bool = False,
+    vectors: Path | None = None,
 ) -> dict[str, Any]:
     docs, queries = load()
     texts = [d["text"] for d in docs]
@@ -122,6 +123,14 @@ def measure(
                 best[:, i] = sims[:, owner == i].max(axis=1)
             label = f"best {name} chunk (512)"
             figures["document"].setdefault(label, {})[dims] = ndcg(best, relevant_doc)
+    if vectors is not None:  # everything the figures come from, to slice them afterwards
+        arrays: dict[str, Any] = {
+            "queries": q, "chunk_owner": owner, "chunk_spans": np.array(spans),
+            "relevant": np.array([index[x["relevant"]] for x in queries]),
+            "at": np.array([x["at"] for x in queries]),
+            **{f"document {k}": v for k, v in doc_vectors.items()},
+            **{f"chunk {k}": v for k, v in chunk_vectors.items()}}
+        np.savez(vectors, **arrays)
     return {
         "variant": model.variant, "documents": len(docs), "queries": len(queries),
         "chunks": len(spans), "relevant_chunks_per_query": float(
@@ -150,11 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--mean-windows", action="store_true",
                    help="also mean of 2,048-token chunks (one more pass over every page)")
+    p.add_argument("--vectors", type=Path, help="save the vectors here (.npz; one variant)")
     args = p.parse_args(argv)
     results = []
     for variant in args.variant or ([None] if Path(args.model).is_dir() else ["fp32", "int8"]):
         print(f"{variant or args.model}:", flush=True)
-        results.append(measure(args.model, variant, args.threads, args.mean_windows))
+        results.append(measure(args.model, variant, args.threads, args.mean_windows, args.vectors))
         print(table(results[-1]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
