@@ -44,7 +44,7 @@ def test_token_states_are_sentence_transformers_tokens_through_its_dense_head(fp
     from embgemma_plugins.session import TOKEN_STATES
 
     docs, _ = load()
-    texts = ["title: none | text: " + d["text"][:6000] for d in docs[:6]]
+    texts = ["title: none | text: " + d["text"][:6000] for d in docs[:3]]
     for text in texts:
         ids = fp32.tokenizer.encode([text], 2048).ids[0][None, :]
         (states,) = fp32.session.run([TOKEN_STATES], {"input_ids": ids,
@@ -58,15 +58,16 @@ def test_token_states_are_sentence_transformers_tokens_through_its_dense_head(fp
 
 
 def test_whole_pages_on_the_shorter_pages(int8):
-    """Pages of 2,000 to 6,000 tokens and the queries taken from past their first 2,048
-    tokens: cut at the window, the page cannot match them; mean and late see all of it."""
+    """Pages of 2,000 to 4,000 tokens (16; kept short for CI: about two minutes) and the
+    queries taken from past their first 2,048 tokens (17): cut at the window, the page
+    cannot match them; mean and late see all of it."""
     docs, queries = load()
-    docs = [d for d in docs if d["tokens"] <= 6000]
+    docs = [d for d in docs if d["tokens"] <= 4000]
     index = {d["id"]: i for i, d in enumerate(docs)}
     prompt = int8.prompt_for("document")
     late_queries = [q for q in queries if q["relevant"] in index and int(int8.tokenize(
         [docs[index[q["relevant"]]]["text"][: q["at"]]], prompt).lengths[0]) > 2048]
-    assert len(late_queries) >= 20
+    assert len(late_queries) >= 15
     texts = [d["text"] for d in docs]
     q = int8.embed_queries([x["text"] for x in late_queries])
     relevant = [{index[x["relevant"]]} for x in late_queries]

@@ -167,7 +167,7 @@ def test_parquet_int8_with_row_number_ids(cluster, tiny_model, tmp_path):
 
 @pytest.mark.parametrize("extra", [
     ["--chunk-tokens", "64", "--chunk-overlap", "8", "--late", "--keep-text"],
-    ["--chunk-tokens", "96"],
+    ["--chunk-tokens", "96", "--chunk-overlap", "16"],  # the default 64 is over half of 96
     ["--max-length", "64", "--long", "mean"],
     ["--max-length", "64", "--long", "late"],
     ["--max-length", "64"],  # truncate: the rejects file names the rows cut
