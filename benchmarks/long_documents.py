@@ -50,6 +50,11 @@ def load(path: Path = DATA) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 def ndcg(scores: np.ndarray, relevant: Sequence[set[int]], k: int = K) -> float:
     """Mean nDCG@k of binary relevance: ``scores`` is queries x items."""
+    return float(np.mean(ndcg_each(scores, relevant, k)))
+
+
+def ndcg_each(scores: np.ndarray, relevant: Sequence[set[int]], k: int = K) -> np.ndarray:
+    """Each query's nDCG@k of binary relevance: ``scores`` is queries x items."""
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     discount = 1 / np.log2(np.arange(2, k + 2))
     values = []
@@ -57,7 +62,7 @@ def ndcg(scores: np.ndarray, relevant: Sequence[set[int]], k: int = K) -> float:
         gains = np.array([i in rel for i in row], dtype=np.float64)
         ideal = discount[: min(len(rel), k)].sum()
         values.append(float((gains * discount).sum() / ideal) if ideal else 0.0)
-    return float(np.mean(values))
+    return np.array(values)
 
 
 def at_dims(x: np.ndarray, dims: int) -> np.ndarray:
