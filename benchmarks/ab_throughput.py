@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.bench import corpus
 from embgemma_plugins.bench.harness import AB_PAUSE_S, ab_parser, cosine_stats
+from embgemma_plugins.errors import TruncationWarning
 
 
 def long_documents(n: int, chars: int = 12_000) -> list[str]:
@@ -47,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chars", type=int, default=12_000, help="characters per --long document")
     args = p.parse_args(argv)
     models = [EmbeddingGemma(path, build_missing=False) for path in (args.a, args.b)]
+    warnings.simplefilter("ignore", TruncationWarning)  # --long documents are cut on purpose
     docs = long_documents(args.long, args.chars) if args.long else corpus.documents()
     for m in models:  # warm up both sessions
         m.embed_documents(corpus.documents(8))

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
+from embgemma_plugins.jobs.longtext import LONG_POLICIES
 from embgemma_plugins.jobs.plan import CHUNK_ROWS, ENGINES
 from embgemma_plugins.jobs.quantise import PRECISIONS
 from embgemma_plugins.jobs.readers import FORMATS
@@ -48,10 +49,25 @@ from .embed_run import execute
               help="Stored embedding type; int8/uint8 are calibrated on the first chunk.")
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default="error",
               show_default=True, help="Bad rows: stop, or skip them into the rejects file.")
-@click.option("--on-long", type=click.Choice(["truncate", "error"]), default="truncate",
-              show_default=True, help="Texts longer than --max-length: truncate, or stop.")
+@click.option("--long", "--on-long", "on_long", type=click.Choice(LONG_POLICIES),
+              default="truncate", show_default=True,
+              help="Texts longer than --max-length: truncate (listed in the rejects file), "
+                   "error (stop), mean (token-weighted mean of their chunks' vectors) or late "
+                   "(late chunking: every token pooled).")
+@click.option("--chunk-tokens", type=click.IntRange(11, 2048), metavar="N",
+              help="One output row per chunk of each text: chunks of at most N tokens with "
+                   "the prompt, cut at paragraphs, sentences, lines, words (columns id, "
+                   "chunk, start, end: character offsets).")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), default=64, show_default=True,
+              metavar="M", help="Tokens neighbouring chunks share (with --chunk-tokens).")
+@click.option("--late", is_flag=True,
+              help="Chunk vectors by late chunking: each text through the model once, each "
+                   "chunk pooled from it (with --chunk-tokens).")
+@click.option("--keep-text", is_flag=True,
+              help="Write each chunk's text in a 'text' column (with --chunk-tokens).")
 @click.option("--rejects", type=click.Path(dir_okay=False, path_type=Path),
-              help="Rejects file for --on-error skip (default: OUT.rejects.jsonl).")
+              help="Rows skipped by --on-error skip, and rows --long truncate cut "
+                   "(default: OUT.rejects.jsonl).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run of the same command.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=CHUNK_ROWS, show_default=True,
@@ -84,6 +100,8 @@ def embed(**options: object) -> None:
       embgemma embed docs.jsonl.gz docs.parquet --id-field id --title-field title --keep url
       embgemma embed docs.jsonl docs.parquet --resume
       embgemma embed pages.csv pages.parquet --dimensions 256 --precision int8 --on-error skip
+      embgemma embed manuals.jsonl chunks.parquet --chunk-tokens 512 --late --keep-text
+      embgemma embed manuals.jsonl docs.parquet --long mean
       cat lines.txt | embgemma embed - lines.npy --format text --task clustering
       embgemma embed queries.txt q.parquet --task query --provider cuda
       embgemma embed s3://bucket/docs.jsonl docs.parquet --engine ray --address auto

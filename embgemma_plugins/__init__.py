@@ -21,13 +21,17 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from embgemma_plugins.langchain import EmbeddingGemmaEmbeddings
+    from embgemma_plugins.langchain_splitter import EmbeddingGemmaTextSplitter
     from embgemma_plugins.llamaindex import EmbeddingGemmaEmbedding
+    from embgemma_plugins.llamaindex_parser import EmbeddingGemmaNodeParser
     from embgemma_plugins.model import EmbeddingGemma
 
 _LAZY = {
     "EmbeddingGemma": "embgemma_plugins.model",
     "EmbeddingGemmaEmbeddings": "embgemma_plugins.langchain",
+    "EmbeddingGemmaTextSplitter": "embgemma_plugins.langchain_splitter",
     "EmbeddingGemmaEmbedding": "embgemma_plugins.llamaindex",
+    "EmbeddingGemmaNodeParser": "embgemma_plugins.llamaindex_parser",
 }
 
 __all__ = [
@@ -35,6 +39,8 @@ __all__ = [
     "EmbeddingGemmaEmbedding",
     "EmbeddingGemmaEmbeddings",
     "EmbeddingGemmaError",
+    "EmbeddingGemmaNodeParser",
+    "EmbeddingGemmaTextSplitter",
     "InvalidArgumentError",
     "ModelNotFoundError",
     "NonFiniteEmbeddingError",

@@ -70,6 +70,17 @@ class DamagedModelError(ModelNotFoundError):
         self.files = files
 
 
+class TruncationWarning(UserWarning):
+    """Texts that were longer than the model's window and were cut (``long="truncate"``):
+    ``indices`` are their positions in the call's input, ``lengths`` their full token
+    counts (prompt, BOS and EOS included)."""
+
+    def __init__(self, message: str, indices: list[int], lengths: list[int]) -> None:
+        super().__init__(message)
+        self.indices = indices
+        self.lengths = lengths
+
+
 def missing_extra(e: ImportError, needs: str, extra: str) -> ImportError:
     """The error an optional module raises when its extra is not installed, naming it."""
     return ImportError(f"{needs} ({e.name} is missing): pip install 'embgemma-plugins[{extra}]'")

@@ -33,6 +33,7 @@ from embgemma_plugins import configfile
 from embgemma_plugins.configfile import PROVIDER
 from embgemma_plugins.conventions import hint, says_value, with_hints
 from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.long import check_policy
 from embgemma_plugins.model import EmbeddingGemma
 from embgemma_plugins.prompts import QUERY_TASK, check_explicit_prompts, normalise_task, put_title
 from embgemma_plugins.settings import ModelSettings
@@ -74,6 +75,9 @@ class EmbeddingGemmaSettings(BaseModel):
         document_prompt: an explicit document prompt string instead of the checkpoint's
             (``title: none | text: ``); a title replaces its ``title: none``.
         title_key: metadata key holding a document's title (``title: {title} | text: ``).
+        long: what happens to a document longer than ``max_length`` tokens: ``truncate``
+            (cut, with a ``TruncationWarning`` naming it), ``error``, ``mean`` (token-weighted
+            mean of its chunks' vectors) or ``late`` (late chunking's document vector).
         providers: ONNX Runtime providers (``cpu``, ``cuda``, a list, or ``None``: auto).
         threads: intra-op threads (``None``: one per physical core).
         max_length: tokens per text (longer texts are cut).
@@ -89,6 +93,7 @@ class EmbeddingGemmaSettings(BaseModel):
     query_prompt: str | None = None
     document_prompt: str | None = None
     title_key: str | None = None
+    long: str = "truncate"
     providers: str | list[str] | None = None
     threads: int | None = Field(default=_DEFAULTS.threads, ge=1)
     max_length: int = Field(default=_DEFAULTS.max_length, ge=3, le=_DEFAULTS.max_length)
@@ -129,6 +134,14 @@ class EmbeddingGemmaSettings(BaseModel):
         check_explicit_prompts(self.query_task, self.query_prompt, self.document_prompt,
                                self.title_key)
         return self
+
+    @field_validator("long")
+    @classmethod
+    def _long(cls, v: str) -> str:
+        try:
+            return check_policy(v)
+        except InvalidArgumentError as e:
+            raise ValueError(str(e)) from None
 
     @field_validator("providers", mode="before")
     @classmethod
@@ -171,8 +184,9 @@ class EmbeddingGemmaSettings(BaseModel):
     def _embed_documents(
         self, texts: Sequence[str], titles: Sequence[str | None] | None = None
     ) -> list[list[float]]:
-        vectors = self.client.embed_documents(texts, titles=titles, prompt=self.document_prompt)
-        out: list[list[float]] = vectors.tolist()
+        out: list[list[float]] = self.client.embed_documents(
+            texts, titles=titles, prompt=self.document_prompt, long=self.long
+        ).tolist()
         return out
 
     def _document_prompt(self, title: str | None = None) -> str:

@@ -16,7 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from embgemma_plugins.batching import plan_batches
+from embgemma_plugins.chunking import Chunk, chunk_texts
 from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.long import (
+    CHUNK_OVERLAP,
+    CHUNK_TOKENS,
+    Chunked,
+    check_policy,
+    embed_chunks,
+    embed_long,
+    warn_truncated,
+)
 from embgemma_plugins.maths import check_finite, truncate
 from embgemma_plugins.pages import TablePages
 from embgemma_plugins.prompts import (
@@ -156,9 +166,15 @@ class EmbeddingGemma:
         """Embed ``texts`` with the prompt of ``task`` or an explicit ``prompt``.
 
         With neither, the checkpoint's default prompt is used (none for
-        EmbeddingGemma), as sentence-transformers' ``encode`` does.
+        EmbeddingGemma), as sentence-transformers' ``encode`` does. A text longer than
+        ``max_length`` is cut, with a :class:`~embgemma_plugins.errors.TruncationWarning`
+        naming it (documents: see ``long=`` of :meth:`embed_documents`).
         """
-        return self.embed_tokens(self.tokenize(texts, self.prompt_for(task, prompt)))
+        encoded = self.tokenize(texts, self.prompt_for(task, prompt))
+        if encoded.truncated.any():
+            over = [int(i) for i in np.flatnonzero(encoded.truncated)]
+            warn_truncated(over, [int(encoded.lengths[i]) for i in over], self.max_length, 3)
+        return self.embed_tokens(encoded)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         """Embed search queries (task ``query``: ``task: search result | query: ``)."""
@@ -166,19 +182,56 @@ class EmbeddingGemma:
 
     def embed_documents(
         self, texts: Sequence[str], titles: Sequence[str | None] | None = None, *,
-        prompt: str | None = None,
+        prompt: str | None = None, long: str = "truncate",
     ) -> np.ndarray:
         """Embed documents as ``title: {title or none} | text: {text}``; ``prompt``: a
-        document prompt of your own (a title replaces its ``title: none``)."""
+        document prompt of your own (a title replaces its ``title: none``).
+
+        ``long``: what happens to a document longer than ``max_length`` tokens:
+        ``truncate`` (cut, and a :class:`~embgemma_plugins.errors.TruncationWarning`
+        names it), ``error`` (refused, naming its index and token count), ``mean`` (the
+        token-weighted mean of its chunks' vectors) or ``late`` (late chunking's
+        document vector; needs a variant with the ``token_states`` output).
+        """
         items = check_texts(texts)
+        check_policy(long)
+        return embed_long(self, items, self.document_prompts(items, titles, prompt), long)
+
+    def document_prompts(
+        self, texts: Sequence[str], titles: Sequence[str | None] | None,
+        prompt: str | None = None,
+    ) -> list[str]:
+        """The document prompt of each text (``title: {title or none} | text: ``, or
+        ``prompt`` with the text's title put in)."""
+        prompt = self.prompt_for(None, prompt) if prompt is not None else None  # checked
         if titles is None:
-            return self.embed(items, task=None if prompt is not None else DOCUMENT_TASK,
-                              prompt=prompt)
-        if isinstance(titles, str) or len(titles) != len(items):
+            return [self.prompt_for(DOCUMENT_TASK) if prompt is None else prompt] * len(texts)
+        if isinstance(titles, str) or len(titles) != len(texts):
             raise InvalidArgumentError("titles must be a list with one title (or None) per text")
         for i, t in enumerate(titles):
             if t is not None and not isinstance(t, str):
                 raise InvalidArgumentError(f"titles[{i}] is {type(t).__name__}, not str or None")
-        prompts = [self.prompts.document_prompt(t) if prompt is None else put_title(prompt, t)
-                   for t in titles]
-        return self.embed_tokens(self.tokenize(items, prompts))
+        return [self.prompts.document_prompt(t) if prompt is None else put_title(prompt, t)
+                for t in titles]
+
+    def chunk(
+        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP,
+        titles: Sequence[str | None] | None = None,
+    ) -> list[list[Chunk]]:
+        """Each text's chunks: ``start``/``end`` character offsets into it, each at most
+        ``max_tokens`` tokens with the document prompt, BOS and EOS, about ``overlap``
+        tokens shared by neighbours, cut at paragraphs, then sentences, lines, words."""
+        items = check_texts(texts)
+        return chunk_texts(self.tokenizer, items, self.document_prompts(items, titles),
+                           max_tokens, overlap)
+
+    def embed_chunks(
+        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP,
+        titles: Sequence[str | None] | None = None, *, late: bool = False,
+    ) -> list[Chunked]:
+        """Each text's chunks (:meth:`chunk`) and their vectors: each chunk embedded on
+        its own with the document prompt, or with ``late`` pooled from one pass over the
+        whole text, so every chunk vector has seen its neighbours."""
+        items = check_texts(texts)
+        return embed_chunks(self, items, self.document_prompts(items, titles), max_tokens,
+                            overlap, late)

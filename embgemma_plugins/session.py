@@ -22,6 +22,8 @@ from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
 from embgemma_plugins.unpack4 import is_packed, load_packed
 
 OUTPUT_NAME = "sentence_embedding"
+#: Every token's state through the Dense head, for late chunking (a recipe's optional output).
+TOKEN_STATES = "token_states"
 CPU = "CPUExecutionProvider"
 
 #: Short names accepted wherever a provider is (the CLI's ``--provider cuda``).
@@ -166,13 +168,22 @@ def create_session(
 
 
 def run_batch(
-    session: ort.InferenceSession, input_ids: np.ndarray, attention_mask: np.ndarray
+    session: ort.InferenceSession,
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    output: str = OUTPUT_NAME,
 ) -> np.ndarray:
-    """Run one padded batch, feeding inputs by name; returns float32 (n, 768)."""
+    """Run one padded batch, feeding inputs by name; returns float32 (n, 768), or with
+    ``output=TOKEN_STATES`` (n, tokens, 768)."""
     feeds = {"input_ids": input_ids, "attention_mask": attention_mask}
     names = [i.name for i in session.get_inputs()]
     missing = [n for n in names if n not in feeds]
     if missing:
         raise InvalidArgumentError(f"the model needs inputs this runtime cannot feed: {missing}")
-    (out,) = session.run([OUTPUT_NAME], {n: feeds[n] for n in names})
+    if output != OUTPUT_NAME and output not in [o.name for o in session.get_outputs()]:
+        raise InvalidArgumentError(
+            f"this variant has no '{output}' output; rebuild it with a recipe that lists "
+            f"'{output}' in its outputs (embgemma export)"
+        )
+    (out,) = session.run([output], {n: feeds[n] for n in names})
     return np.asarray(out, dtype=np.float32)

@@ -93,6 +93,16 @@ class Tokenizer:
         lengths = np.array([len(p) + 2 for p in pieces], dtype=np.int64)
         return Encoded(ids, lengths)
 
+    def pieces(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pieces of ``text`` (no BOS/EOS): ``(ids, begin, end)``, offsets in characters
+        of ``text``. SentencePiece reports UTF-8 byte offsets into the original input
+        (normalisation is identity for Gemma); a character split by byte fallback gives
+        its first pieces an empty span at the character's start, its last the whole
+        character."""
+        from embgemma_plugins.offsets import piece_spans
+
+        return piece_spans(self._sp, text)
+
     def pad(self, batch: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Right-pad a batch: ``(input_ids, attention_mask)``, both int64 of shape (n, max_len)."""
         width = max(len(x) for x in batch)

@@ -165,6 +165,28 @@ def test_parquet_int8_with_row_number_ids(cluster, tiny_model, tmp_path):
     assert read_metadata(tmp_path / "ray.parquet")["calibration"]["chunk"] == 0
 
 
+@pytest.mark.parametrize("extra", [
+    ["--chunk-tokens", "64", "--chunk-overlap", "8", "--late", "--keep-text"],
+    ["--chunk-tokens", "96", "--chunk-overlap", "16"],  # the default 64 is over half of 96
+    ["--max-length", "64", "--long", "mean"],
+    ["--max-length", "64", "--long", "late"],
+    ["--max-length", "64"],  # truncate: the rejects file names the rows cut
+])
+def test_long_texts_give_the_local_file(cluster, tiny_model, tmp_path, extra):
+    from tests.test_late import long_text
+
+    rows = [{"id": f"d{i}", "text": long_text(i % 9 * 3)} for i in range(60)]
+    src = write_jsonl(tmp_path / "docs.jsonl", rows)
+    args = ["--id-field", "id", "--chunk-rows", "8", *extra]
+    embed(tiny_model, src, tmp_path / "local.parquet", *args)
+    embed(tiny_model, src, tmp_path / "ray.parquet", *args, "--engine", "ray", "--actors", "2")
+    same_output(tmp_path / "ray.parquet", tmp_path / "local.parquet")
+    rejects = [tmp_path / f"{n}.parquet.rejects.jsonl" for n in ("ray", "local")]
+    assert [r.exists() for r in rejects] == [extra == ["--max-length", "64"]] * 2
+    if rejects[0].exists():
+        assert rejects[0].read_text() == rejects[1].read_text()
+
+
 def test_bad_row_stops_the_job_and_leaves_nothing(cluster, tiny_model, tmp_path):
     src = write_jsonl(tmp_path / "docs.jsonl", docs(300), bad_every=250)
     out = tmp_path / "ray.parquet"

@@ -1,11 +1,12 @@
 """Build a variant's graph from the fp32 Optimum export by its recipe (the one code path).
 
-  keep the recipe's outputs -> fold the Dense head -> calibrate (activation statistics,
-  Hessians) and smooth -> the float-graph passes (fast_gelu, merge_matmuls) -> quantise the
-  weight MatMuls and the embedding table -> ONNX Runtime's offline optimisation -> the late
-  passes in the recipe's order (skip_rms_norm, attention, lean_shapes, rotary, flat_heads,
-  row_steps, banded_attention, split_queries: onnx_models/passes.py) -> 4-bit codes stored
-  as such -> save (weights in one external data file beside the model).
+  keep the recipe's outputs -> fold the Dense head -> add token_states (if listed: late
+  chunking) -> calibrate (activation statistics, Hessians) and smooth -> the float-graph
+  passes (fast_gelu, merge_matmuls) -> quantise the weight MatMuls and the embedding table
+  -> ONNX Runtime's offline optimisation -> the late passes in the recipe's order
+  (skip_rms_norm, attention, lean_shapes, rotary, flat_heads, row_steps, banded_attention,
+  split_queries: onnx_models/passes.py) -> 4-bit codes stored as such -> save (weights in
+  one external data file beside the model).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import onnx
 
+from embgemma_plugins.session import TOKEN_STATES
+
 from . import graph as G
 from .optimize import ort_optimize
 from .packed import Packed4, unpack_weights
@@ -22,6 +25,7 @@ from .passes import PASSES
 from .quantize import quantise_weights, weight_error
 from .recipe import Recipe
 from .smoothing import Stats, activation_stats, smooth
+from .token_states import add_token_states, share_head_weights
 
 Tokenize = Callable[[Sequence[str]], list[list[int]]]
 
@@ -56,6 +60,8 @@ def build_variant(
     G.keep_outputs(model, list(recipe.outputs))
     if recipe.fold_dense_head:
         G.fold_dense_head(model)
+    if TOKEN_STATES in recipe.outputs:  # after the fold: one head MatMul per token
+        add_token_states(model)
     stats = None
     if recipe.calibrated():
         if not calibration:
@@ -67,6 +73,7 @@ def build_variant(
             PASSES[name].run(model, recipe)
     packs: dict[str, tuple[Packed4, str]] = {}
     quantise_weights(model, recipe, stats, packs)
+    share_head_weights(model)  # token_states' head: one copy of a quantised head's weights
     model = ort_optimize(model, recipe.optimization)
     for name in recipe.fusions:  # in the order listed (Recipe checks it against `after`)
         if PASSES[name].late:

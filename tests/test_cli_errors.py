@@ -122,14 +122,17 @@ def test_resume_with_other_options_is_refused(tmp_path, tiny_model):
     assert restart.exit_code == 0, restart.output
 
 
-def test_on_long_error(tmp_path, tiny_model):
-    long = json.dumps({"text": "word " * 200})
-    src = write(tmp_path / "in.jsonl", [*GOOD[:2], long])
-    result = run(
-        tiny_model, src, tmp_path / "o.parquet", "--max-length", "32", "--on-long", "error"
-    )
+@pytest.mark.parametrize("flag", ["--long", "--on-long"])  # --on-long: the older name
+def test_long_error_names_the_line_row_and_token_count(tmp_path, tiny_model, flag):
+    from embgemma_plugins.tokenizer import Tokenizer
+
+    text = "word " * 200
+    tokens = Tokenizer(tiny_model / "tokenizer.model").encode(["title: none | text: " + text], 3)
+    src = write(tmp_path / "in.jsonl", [*GOOD[:2], json.dumps({"text": text})])
+    result = run(tiny_model, src, tmp_path / "o.parquet", "--max-length", "32", flag, "error")
     assert result.exit_code == 1
-    assert f"{src}, line 3: text is" in result.output and "--max-length 32" in result.output
+    assert (f"{src}, line 3 (row 2, id 2): text is {tokens.lengths[0]} tokens with its prompt, "
+            "longer than --max-length 32") in result.output
 
 
 def test_duplicate_ids_are_reported(tmp_path, tiny_model):

@@ -171,7 +171,7 @@ def test_on_long_error_hint_names_what_works(tiny_model, tmp_path):
     args = ["--chunk-rows", "2", "--max-length", "32", "--on-long", "error"]
     done = cli(tiny_model, src, out, *args)
     assert done.returncode == 1
-    assert f"{src}, line 7: text is " in done.stderr
+    assert f"{src}, line 7 (row 6, id 6): text is " in done.stderr
     assert "longer than --max-length 32" in done.stderr
     assert "3 finished chunk(s) are kept" in done.stderr
     assert "rerun the same command with --resume --on-long truncate" in done.stderr
@@ -179,7 +179,7 @@ def test_on_long_error_hint_names_what_works(tiny_model, tmp_path):
     assert "--on-error skip" not in done.stderr
     again = cli(tiny_model, src, out, *args, "--resume", "--on-long", "truncate")
     assert again.returncode == 0, again.stderr
-    assert "1 text(s) longer than --max-length were truncated" in again.stderr
+    assert "1 row(s) longer than --max-length were truncated" in again.stderr
 
 
 def test_row_error_hint_names_what_works(tiny_model, tmp_path):
@@ -266,7 +266,7 @@ def test_truncation_report_names_the_rows(tiny_model, tmp_path):
     src = jsonl(tmp_path / "in.jsonl", texts)
     done = cli(tiny_model, src, tmp_path / "out.parquet", "--max-length", "32")
     assert done.returncode == 0
-    assert f"3 text(s) longer than --max-length were truncated ({src}, lines 2, 5, 9)" \
+    assert f"3 row(s) longer than --max-length were truncated ({src}, lines 2, 5, 9; ids " \
         in done.stderr
 
 

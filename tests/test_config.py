@@ -28,6 +28,7 @@ FULL = {
     "query_task": "question answering",
     "document_prompt": "title: none | text: ",
     "title_key": "title",
+    "long": "mean",
     "providers": ["cuda", "cpu"],
     "threads": 2,
     "max_length": 512,

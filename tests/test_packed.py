@@ -124,8 +124,11 @@ def test_int4_file_holds_4_bit_codes_not_int8_weights(packed_int4: Path) -> None
         assert gemm.op_type == "MatMulIntegerToFloat"
     gemm_weights = [n.input[1] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"]
     assert len(gemm_weights) == 4 * 5
-    nbits = [n.name for n in model.graph.node if n.op_type == "MatMulNBits"]
-    assert nbits == ["/3/linear/MatMul_Q8"]  # only the folded Dense head, one row per text
+    nbits = {n.name: list(n.input[1:]) for n in model.graph.node if n.op_type == "MatMulNBits"}
+    # only the folded Dense head: one row per text, and every token's row for token_states,
+    # both reading the same 8-bit weights (one copy in the file)
+    assert sorted(nbits) == ["/3/linear/MatMul_Q8", "/3/linear/MatMul_tokens_Q8"]
+    assert nbits["/3/linear/MatMul_Q8"] == nbits["/3/linear/MatMul_tokens_Q8"]
     assert not is_packed(packed_int4.with_name("model.onnx.data"))
 
 

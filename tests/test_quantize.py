@@ -116,7 +116,8 @@ def test_variant_keeps_interface_and_vectors(
     path = built[variant]
     model = onnx.load(str(path), load_external_data=False)
     assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
-    assert [o.name for o in model.graph.output] == ["sentence_embedding"]
+    # token_states: every token through the Dense head, for late chunking (test_late.py)
+    assert [o.name for o in model.graph.output] == ["sentence_embedding", "token_states"]
     assert path.with_name("model.onnx.data").exists()
     ids = tokenize(TEXTS)
     got = embed(path, ids)
@@ -142,8 +143,9 @@ def test_quantised_variants_use_the_recipe_kernels(built) -> None:  # type: igno
     assert int8["MatMulIntegerToFloat"] == 4 * 5 and int8["MatMulNBits"] == 0
     assert int8["QuantizeLinear"] == 4 * 5 and int8["Split"] == 4 * 2
     # int4: the same GEMMs; layers 1 and 2's three 4-bit weights each rebuilt by a
-    # QuantizeLinear; the folded Dense head on 8-bit blocks
-    assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 1
+    # QuantizeLinear; the folded Dense head on 8-bit blocks, once for the pooled row and once
+    # for every token (token_states), both reading one copy of the weights (test_packed)
+    assert int4["MatMulIntegerToFloat"] == 4 * 5 and int4["MatMulNBits"] == 2
     assert int4["QuantizeLinear"] == 4 * 5 + 2 * 3 and int4["Split"] == 4 * 2 + 1  # + the table's
     size = {
         v: built[v].stat().st_size + built[v].with_name("model.onnx.data").stat().st_size

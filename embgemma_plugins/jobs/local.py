@@ -20,10 +20,11 @@ from embgemma_plugins.jobs.failure import explain
 from embgemma_plugins.jobs.finish import finish, leftover
 from embgemma_plugins.jobs.job import Job, Totals, run
 from embgemma_plugins.jobs.lock import OutLock
-from embgemma_plugins.jobs.output import Layout, describe_run
+from embgemma_plugins.jobs.output import describe_run
 from embgemma_plugins.jobs.plan import (
     EmbedOptions,
     check_usage,
+    chunking_record,
     describe_settings,
     input_format,
     resolve_prompt,
@@ -70,7 +71,10 @@ def prepare_work(o: EmbedOptions, current: dict[str, Any], say: Any) -> WorkDir:
     state: dict[str, Any] = {}
     if work.exists():
         state = work.read_state()
-        changes = describe_changes(state.get("settings", {}), current)
+        before = dict(state.get("settings", {}))
+        if before.get("long") == "error":  # it stopped at the first text over the window, so
+            before["long"] = current.get("long")  # no finished part holds one: any policy goes on
+        changes = describe_changes(before, current)
         if changes:
             raise InvalidArgumentError(
                 "--resume needs the options of the interrupted run; changed: "
@@ -106,9 +110,9 @@ def _run(o: EmbedOptions, fmt: str, reader: Reader, progress: ProgressSink, say:
         prompt = resolve_prompt(model, o)
         current = describe_settings(o, model, fmt, prompt)
         work = prepare_work(o, current, say)
-        job = Job(Layout(o.spec, model.dimensions, o.precision), o.chunk_rows, o.on_error,
-                  o.on_long, prompt, model.prompts.document_prompt if o.title_field else None,
-                  work.read_state())
+        job = Job(o.layout(model.dimensions), o.chunk_rows, o.on_error, o.on_long, prompt,
+                  model.prompts.document_prompt if o.title_field else None, work.read_state(),
+                  o.chunking)
         totals = run(job, model, reader, work, progress)
         meta = describe_run(
             model=current["model"], revision=model.revision, variant=model.variant,
@@ -117,7 +121,8 @@ def _run(o: EmbedOptions, fmt: str, reader: Reader, progress: ProgressSink, say:
             input_path=o.input_path if o.input_path == STDIN else os.path.abspath(o.input_path),
             input_format=fmt, extra={
                 "input_rows": totals.rows, "skipped": totals.skipped,
-                "truncated": totals.truncated, "chunk_rows": o.chunk_rows,
+                "truncated": totals.truncated, "long": o.on_long, "long_rows": totals.long,
+                "chunking": chunking_record(o), "chunk_rows": o.chunk_rows,
                 "batch_tokens": o.batch_tokens, "onnx_sha256": current["onnx_sha256"],
                 "title_prompt": "title: {title} | text: " if o.title_field else None})
         # The session (arena, pre-packed weights) is not needed to assemble the parts: let

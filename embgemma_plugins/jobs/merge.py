@@ -34,8 +34,8 @@ def scan_ids(parts: Sequence[Path], check: bool) -> IdScan:
     scan = IdScan()
     hashes: list[np.ndarray] = []
     for path in parts:
-        ids = read_ids(path)
-        scan.rows += len(ids)
+        ids, rows = read_ids(path)
+        scan.rows += rows
         if not check:
             continue
         hashes.append(np.fromiter((hash(i) for i in ids), dtype=np.int64, count=len(ids)))
@@ -47,7 +47,7 @@ def scan_ids(parts: Sequence[Path], check: bool) -> IdScan:
     if suspects:
         seen: Counter[str] = Counter()
         for path in parts:
-            for i in read_ids(path):
+            for i in read_ids(path)[0]:
                 if hash(i) in suspects:
                     seen[str(i)] += 1
         scan.duplicates = {k: v for k, v in seen.items() if v > 1}

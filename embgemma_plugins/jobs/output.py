@@ -3,6 +3,9 @@
 Shared by every engine so that all of them write the same file:
 
 - ``id``: ``int64`` (the row number) or ``string`` (``--id-field``);
+- with ``--chunk-tokens`` (one row per chunk of a text): ``chunk`` (``int32``, from 0),
+  ``start`` and ``end`` (``int64`` character offsets into the text: Python ``str``
+  indices, i.e. Unicode code points), and with ``--keep-text`` the chunk's ``text``;
 - one nullable ``string`` column per ``--keep`` field, in the order given;
 - ``embedding``: ``fixed_size_list<float32>[dimensions]``, or the quantised type of
   ``--precision`` (see :mod:`.quantise`);
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embgemma_plugins.chunking import Chunk
 from embgemma_plugins.jobs.parts import Part
 from embgemma_plugins.jobs.quantise import Ranges, arrow_embedding, quantise, value_type, width
 from embgemma_plugins.jobs.records import FieldSpec, Record
@@ -38,23 +42,38 @@ class Layout:
     spec: FieldSpec
     dimensions: int
     precision: str = "float32"
+    chunked: bool = False  # one row per chunk of a text: chunk, start, end columns
+    keep_text: bool = False  # and the chunk's text
 
     def schema(self, metadata: Mapping[str, Any] | None = None) -> pa.Schema:
         import pyarrow as pa
 
         embedding = pa.list_(value_type(self.precision), width(self.precision, self.dimensions))
         fields = [pa.field("id", pa.string() if self.spec.id else pa.int64(), nullable=False)]
+        if self.chunked:
+            fields += [pa.field("chunk", pa.int32(), nullable=False),
+                       pa.field("start", pa.int64(), nullable=False),
+                       pa.field("end", pa.int64(), nullable=False)]
+            fields += [pa.field("text", pa.string(), nullable=False)] if self.keep_text else []
         fields += [pa.field(name, pa.string()) for name in self.spec.keep]
         fields.append(pa.field("embedding", embedding, nullable=False))
         meta = {METADATA_KEY: encode_metadata(metadata)} if metadata is not None else None
         return pa.schema(fields, metadata=meta)
 
     def part(
-        self, records: Sequence[Record], vectors: np.ndarray, ranges: Ranges | None = None
+        self, records: Sequence[Record], vectors: np.ndarray, ranges: Ranges | None = None,
+        chunks: Sequence[tuple[int, Chunk]] | None = None,
     ) -> Part:
-        """The rows of ``records`` with their float32 ``vectors`` at this precision."""
-        keep = [[r.keep[k] for r in records] for k in range(len(self.spec.keep))]
-        return Part([r.id for r in records], keep, quantise(vectors, self.precision, ranges))
+        """The rows of ``records`` with their float32 ``vectors`` at this precision; with
+        ``chunks`` (record index, chunk), one row per chunk instead."""
+        rows = records if chunks is None else [records[i] for i, _ in chunks]
+        keep = [[r.keep[k] for r in rows] for k in range(len(self.spec.keep))]
+        embedding = quantise(vectors, self.precision, ranges)
+        if chunks is None:
+            return Part([r.id for r in rows], keep, embedding)
+        spans = np.array([[c.index, c.start, c.end] for _, c in chunks], dtype=np.int64)
+        texts = [c.text for _, c in chunks] if self.keep_text else None
+        return Part([r.id for r in rows], keep, embedding, spans.reshape(-1, 3), texts)
 
     def arrow(self, part: Part) -> pa.Table:
         """``part`` as a table of this layout's schema (no file metadata)."""
@@ -62,6 +81,11 @@ class Layout:
 
         schema = self.schema()
         columns: list[pa.Array] = [pa.array(part.ids, type=schema.field(0).type)]
+        if self.chunked:
+            spans = part.spans if part.spans is not None else np.zeros((0, 3), np.int64)
+            columns += [pa.array(spans[:, 0].astype(np.int32)), pa.array(spans[:, 1]),
+                        pa.array(spans[:, 2])]
+            columns += [pa.array(part.texts or [], type=pa.string())] if self.keep_text else []
         columns += [pa.array(values, type=pa.string()) for values in part.keep]
         columns.append(arrow_embedding(part.embedding, self.precision))
         return pa.Table.from_arrays(columns, schema=schema)

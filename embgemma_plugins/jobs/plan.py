@@ -12,16 +12,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
+from embgemma_plugins.chunking import check_sizes
 from embgemma_plugins.errors import EmbeddingGemmaError, InputError, InvalidArgumentError
 from embgemma_plugins.jobs.finish import sidecar
+from embgemma_plugins.jobs.longtext import LONG_POLICIES, ChunkRows
+from embgemma_plugins.jobs.output import Layout
 from embgemma_plugins.jobs.readers import STDIN, detect_format
 from embgemma_plugins.jobs.records import FieldSpec
 from embgemma_plugins.jobs.workdir import WorkDir
+from embgemma_plugins.long import CHUNK_OVERLAP
 from embgemma_plugins.settings import ModelSettings
 from embgemma_plugins.store.layout import DEFAULT_MODEL
 from embgemma_plugins.tokenizer import MAX_LENGTH
 
 ENGINES = ("local", "ray")
+CHUNK_COLUMNS = ("chunk", "start", "end", "text")
 CHUNK_ROWS = 256
 
 
@@ -47,7 +52,11 @@ class EmbedOptions:
     max_length: int = MAX_LENGTH
     precision: str = "float32"
     on_error: str = "error"
-    on_long: str = "truncate"
+    on_long: str = "truncate"  # --long: truncate, error, mean or late
+    chunk_tokens: int | None = None  # one output row per chunk of this many tokens
+    chunk_overlap: int = CHUNK_OVERLAP
+    late: bool = False  # chunk vectors by late chunking
+    keep_text: bool = False  # the chunk's text in the output
     rejects: Path | None = None
     resume: bool = False
     overwrite: bool = False
@@ -71,6 +80,18 @@ class EmbedOptions:
                              self.threads or threads, self.max_length, self.batch_tokens)
 
     @property
+    def chunking(self) -> ChunkRows | None:
+        """The chunk-row options (``None``: one row per input row)."""
+        if self.chunk_tokens is None:
+            return None
+        return ChunkRows(self.chunk_tokens, self.chunk_overlap, self.late, self.keep_text)
+
+    def layout(self, dimensions: int) -> Layout:
+        """The output's columns for embeddings of ``dimensions``."""
+        return Layout(self.spec, dimensions, self.precision, self.chunk_tokens is not None,
+                      self.keep_text)
+
+    @property
     def rejects_path(self) -> Path:
         return self.rejects or self.out.with_name(self.out.name + ".rejects.jsonl")
 
@@ -87,6 +108,7 @@ def check_usage(o: EmbedOptions) -> None:
         raise InvalidArgumentError("--title-field builds the document prompt; drop --task/--prompt")
     for problem in o.spec.check():
         raise InvalidArgumentError(problem)
+    check_long_options(o)
     if o.out.suffix.lower() not in (".parquet", ".npy"):
         raise InvalidArgumentError(f"OUT must end in .parquet or .npy, got {o.out.name}")
     if o.out.suffix.lower() == ".npy" and o.keep:
@@ -140,6 +162,34 @@ def check_rejects(o: EmbedOptions) -> None:
                                    "or choose another --rejects")
 
 
+def check_long_options(o: EmbedOptions) -> None:
+    """--long, and the chunk-row options (--chunk-tokens and what only makes sense with it)."""
+    if o.on_long not in LONG_POLICIES:
+        raise InvalidArgumentError(f"--long must be one of {', '.join(LONG_POLICIES)}")
+    if o.chunk_tokens is None:
+        for flag, given in (("--late", o.late), ("--keep-text", o.keep_text),
+                            ("--chunk-overlap", o.chunk_overlap != CHUNK_OVERLAP)):
+            if given:
+                raise InvalidArgumentError(f"{flag} needs --chunk-tokens (one row per chunk)")
+        return
+    if o.on_long != "truncate":
+        raise InvalidArgumentError("--long is for whole texts; with --chunk-tokens every "
+                                   "chunk fits the window")
+    if o.out.suffix.lower() == ".npy":
+        raise InvalidArgumentError("chunk rows need a .parquet OUT (id, chunk, start, end)")
+    taken = [n for n in o.keep if n in CHUNK_COLUMNS]
+    if taken:
+        raise InvalidArgumentError(f"--keep {taken[0]}: '{taken[0]}' is a column of chunk rows")
+    try:
+        check_sizes(o.chunk_tokens, o.chunk_overlap)
+    except InvalidArgumentError as e:
+        raise InvalidArgumentError(str(e).replace("max_tokens", "--chunk-tokens")
+                                   .replace("overlap", "--chunk-overlap")) from None
+    if o.chunk_tokens > o.max_length:
+        raise InvalidArgumentError(f"--chunk-tokens {o.chunk_tokens} is more than --max-length "
+                                   f"{o.max_length}")
+
+
 def input_format(o: EmbedOptions) -> str:
     """IN's format, from --format or its extension."""
     try:
@@ -172,5 +222,14 @@ def describe_settings(o: EmbedOptions, model: Any, fmt: str, prompt: str) -> dic
         "text_field": o.text_field, "id_field": o.id_field, "title_field": o.title_field,
         "keep": list(o.keep), "precision": o.precision, "max_length": o.max_length,
         "batch_tokens": o.batch_tokens, "chunk_rows": o.chunk_rows, "format": fmt,
-        "threads": o.threads, "provider": model.providers[0],
+        "threads": o.threads, "provider": model.providers[0], "long": o.on_long,
+        "chunking": chunking_record(o),
     }
+
+
+def chunking_record(o: EmbedOptions) -> dict[str, Any] | None:
+    """The chunk-row options as the output's metadata records them."""
+    if o.chunk_tokens is None:
+        return None
+    return {"max_tokens": o.chunk_tokens, "overlap": o.chunk_overlap, "late": o.late,
+            "keep_text": o.keep_text, "offsets": "characters (Python str indices)"}

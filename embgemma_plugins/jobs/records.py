@@ -64,12 +64,14 @@ class Record:
 
 @dataclass(frozen=True)
 class Reject:
-    """One row that cannot be embedded; ``line`` is where it starts in the input."""
+    """One row that cannot be embedded; ``line`` is where it starts in the input. With
+    ``embedded``, a row that was embedded but not whole (truncated): a note, not a loss."""
 
     row: int
     line: int
     reason: str
     raw: str | None = None
+    embedded: bool = False
 
 
 def _kind(value: object) -> str:

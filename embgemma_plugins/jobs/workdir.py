@@ -121,4 +121,6 @@ def reject_line(reject: Reject, source: str) -> str:
     """One line of a rejects file (JSONL): where, why, and the offending input."""
     body = {"file": source, "line": reject.line, "row": reject.row, "reason": reject.reason,
             "input": reject.raw}
+    if reject.embedded:  # a truncated row: in OUT, cut to the window
+        body["embedded"] = True
     return json.dumps(body, ensure_ascii=False) + "\n"

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import pyarrow as pa
 
 from embgemma_plugins.errors import RowError
-from embgemma_plugins.jobs.job import Job, digest, embed_chunk
+from embgemma_plugins.jobs.job import Embedded, Job, digest, embed_chunk
+from embgemma_plugins.jobs.longtext import ChunkRows
 from embgemma_plugins.jobs.output import Layout
 from embgemma_plugins.jobs.progress import NullProgress
 from embgemma_plugins.jobs.quantise import Ranges, calibrate
@@ -38,6 +38,7 @@ from embgemma_plugins.settings import ModelSettings
 STATS = pa.schema([
     ("index", pa.int64()), ("rows", pa.int64()), ("written", pa.int64()),
     ("skipped", pa.int64()), ("truncated", pa.int64()), ("tokens", pa.int64()),
+    ("long", pa.int64()), ("outputs", pa.int64()), ("truncated_ids", pa.string()),
     ("pid", pa.int64()), ("cpu", pa.float64()), ("calibration", pa.string()),
 ])
 
@@ -56,6 +57,7 @@ class EmbedTask:
     calibrate: bool = False  # derive the ranges from this chunk (the first one)
     out: str = ""  # the CLI's OUT: parts go to its work folder
     source: Source | None = None
+    chunking: ChunkRows | None = None  # --chunk-tokens: one output row per chunk of text
 
 
 class _Actor:
@@ -65,10 +67,11 @@ class _Actor:
 
         self.model = EmbeddingGemma.from_settings(task.model)
         titled = self.model.prompts.document_prompt if task.titled else None
-        self.job = Job(task.layout, 1, task.on_error, task.on_long, task.prompt, titled)
+        self.job = Job(task.layout, 1, task.on_error, task.on_long, task.prompt, titled,
+                       chunking=task.chunking)
         self.quiet = NullProgress()
 
-    def vectors(self, records: list[Record], where: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    def vectors(self, records: list[Record], where: Any) -> Embedded:
         return embed_chunk(self.job, self.model, where, records, self.quiet, 0)
 
 
@@ -90,18 +93,21 @@ class ChunkEmbedder(_Actor):
         if rejects and t.on_error == "error":
             raise RowError(f"{source.where(rejects[0].line)}: {rejects[0].reason}")
         records = [i for i in items if isinstance(i, Record)]
-        vectors, stats = self.vectors(records, source)
+        done = self.vectors(records, source)
+        vectors, stats = done.vectors, done.stats
         key = digest(items, t.ranges)
         ranges, calibration = t.ranges, None
-        if t.calibrate and records:
+        if t.calibrate and len(vectors):
             ranges = calibrate(vectors)
             calibration = {"chunk": index, "digest": key, "ranges": ranges,
                            "rows": len(records)}
         stats.update(digest=key, index=index, rows=len(items), skipped=len(rejects),
                      pid=os.getpid())
-        part = t.layout.part(records, vectors, ranges)
-        WorkDir(Path(t.out)).write_part(index, part, stats, rejects, source.uri)
+        part = t.layout.part(records, vectors, ranges, done.chunks)
+        notes = sorted([*rejects, *done.notes], key=lambda r: r.row)
+        WorkDir(Path(t.out)).write_part(index, part, stats, notes, source.uri)
         return {**stats, "cpu": time.process_time() - started,
+                "truncated_ids": json.dumps(stats["truncated_ids"]),
                 "calibration": json.dumps(calibration) if calibration else None}
 
 
@@ -116,8 +122,7 @@ class RowEmbedder(_Actor):
         if bad and t.on_error == "error":
             raise RowError(f"{bad[0].reason} (on_error='skip' drops such rows)")
         records = [i for i in items if isinstance(i, Record)]
-        vectors, _stats = self.vectors(records, _NoLines())
-        return t.layout.table(records, vectors, t.ranges)
+        return t.layout.table(records, self.vectors(records, _NoLines()).vectors, t.ranges)
 
 
 class _NoLines:

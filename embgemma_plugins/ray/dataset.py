@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from embgemma_plugins.batching import DEFAULT_BATCH_TOKENS
 from embgemma_plugins.errors import InvalidArgumentError
+from embgemma_plugins.jobs.longtext import LONG_POLICIES
 from embgemma_plugins.jobs.output import Layout
 from embgemma_plugins.jobs.quantise import CALIBRATED, Ranges, check_precision
 from embgemma_plugins.jobs.records import FieldSpec
@@ -133,8 +134,9 @@ def embed_dataset(
     check_precision(precision)
     if precision in CALIBRATED and ranges is None:
         raise InvalidArgumentError(f"precision {precision} needs calibration ranges=")
-    if on_error not in ("error", "skip") or on_long not in ("truncate", "error"):
-        raise InvalidArgumentError("on_error is 'error' or 'skip'; on_long 'truncate' or 'error'")
+    if on_error not in ("error", "skip") or on_long not in LONG_POLICIES:
+        raise InvalidArgumentError("on_error is 'error' or 'skip'; on_long 'truncate', "
+                                   "'error', 'mean' or 'late'")
     if title_field and (task or prompt):
         raise InvalidArgumentError("title_field builds the document prompt; drop task/prompt")
     info = ModelInfo.resolve(model, variant)

@@ -27,8 +27,14 @@ from embgemma_plugins.jobs.finish import finish
 from embgemma_plugins.jobs.job import Totals
 from embgemma_plugins.jobs.local import Outcome
 from embgemma_plugins.jobs.lock import OutLock
-from embgemma_plugins.jobs.output import Layout, describe_run
-from embgemma_plugins.jobs.plan import EmbedOptions, check_usage, input_format, resolve_prompt
+from embgemma_plugins.jobs.output import describe_run
+from embgemma_plugins.jobs.plan import (
+    EmbedOptions,
+    check_usage,
+    chunking_record,
+    input_format,
+    resolve_prompt,
+)
 from embgemma_plugins.jobs.progress import NullProgress, ProgressSink
 from embgemma_plugins.jobs.quantise import CALIBRATED
 from embgemma_plugins.jobs.workdir import WorkDir
@@ -120,9 +126,9 @@ def _run_ray(o: EmbedOptions, progress: ProgressSink | None, quiet: bool) -> Out
     info = ModelInfo.resolve(o.model, o.variant)
     prompt = resolve_prompt(info, o)
     settings = replace(o.settings(threads=1), model=info.model, build_missing=False)
-    layout = Layout(o.spec, settings.dimensions, o.precision)
+    layout = o.layout(settings.dimensions)
     task = EmbedTask(settings, layout, prompt, bool(o.title_field), o.on_error, o.on_long,
-                     out=str(o.out.resolve()), source=source)
+                     out=str(o.out.resolve()), source=source, chunking=o.chunking)
     work = WorkDir(o.out)
     work.remove()
     work.write_state({"settings": {"engine": "ray"}})  # not resumable by the local engine
@@ -151,7 +157,8 @@ def _run_ray(o: EmbedOptions, progress: ProgressSink | None, quiet: bool) -> Out
             calibration=calibration, max_length=o.max_length, input_path=source.location,
             input_format=fmt, extra={
                 "input_rows": totals.rows, "skipped": totals.skipped,
-                "truncated": totals.truncated, "chunk_rows": o.chunk_rows,
+                "truncated": totals.truncated, "long": o.on_long, "long_rows": totals.long,
+                "chunking": chunking_record(o), "chunk_rows": o.chunk_rows,
                 "batch_tokens": o.batch_tokens, "onnx_sha256": info.onnx_sha256,
                 "title_prompt": "title: {title} | text: " if o.title_field else None})
         done = finish(o.out, work, totals.chunks, layout, meta, o.rejects_path)
