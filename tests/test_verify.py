@@ -92,8 +92,9 @@ def test_a_truncated_graph_without_a_manifest_fails_with_a_sentence(copy: Path) 
 
 
 def test_models_lists_damage_and_verify_rehashes(
-    tiny_model: Path, private_store: Path
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("EMBGEMMA_HOME", str(tmp_path / "store"))  # others' variants not listed
     stored = variant_dir("acme/tiny", "fp32")
     shutil.copytree(tiny_model, stored)
     try:
