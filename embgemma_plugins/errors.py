@@ -63,3 +63,6 @@ class DamagedModelError(ModelNotFoundError):
     def __init__(self, message: str, files: list[str]) -> None:
         super().__init__(message)
         self.files = files
+
+    def __reduce__(self) -> tuple[type[DamagedModelError], tuple[str, list[str]]]:
+        return (type(self), (str(self), self.files))  # whole across processes (Ray)
