@@ -1,0 +1,87 @@
+"""The build's torch steps, each in a child process: the Optimum export and the
+sentence-transformers reference vectors.
+
+torch, transformers and the exporter keep gigabytes that a process never returns to the
+system (the fp32 weights, the traced graph, the serialised protobuf); in a child, all of it
+is returned when the step ends, so the rest of the build (graph passes, quantisation,
+measurement) runs beside none of it. The child runs with warnings off and its stderr kept
+aside (shown only if it fails) unless ``verbose``; it reports counts on stdout as lines
+``@embgemma done N``, which the parent turns into a progress bar.
+
+Run as ``python -m embgemma_plugins.onnx_models.child JOB ARGS...`` (by :func:`run`).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from embgemma_plugins.errors import EmbeddingGemmaError
+
+PREFIX = "@embgemma done "
+QUIET_ENV = {"PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error",
+             "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run(job: str, args: Sequence[str], done: Callable[[int], None] | None = None,
+        verbose: bool = False) -> None:
+    """Run ``job`` in a child process; raises naming the step, with the end of its output,
+    if it fails."""
+    command = [sys.executable, "-m", __name__, job, *args]
+    env = {**os.environ, **({} if verbose else QUIET_ENV)}
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as log:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None if verbose else log,
+                                 text=True, env=env)
+        said: list[str] = []
+        try:
+            assert child.stdout is not None
+            for line in child.stdout:
+                if line.startswith(PREFIX):
+                    if done is not None:
+                        done(int(line[len(PREFIX):]))
+                elif verbose:
+                    print(line, end="", file=sys.stderr)
+                else:
+                    said = [*said[-50:], line]
+            code = child.wait()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        if code:
+            log.seek(0)
+            tail = ("".join(said) + log.read())[-4000:]
+            raise EmbeddingGemmaError(f"the build step {job!r} failed (exit code {code}); "
+                                      f"its last output:\n{tail}")
+
+
+def _tick(n: int) -> None:
+    print(f"{PREFIX}{n}", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    job, *args = argv
+    if job == "optimum":  # CHECKPOINT OUT: OUT/model.onnx, its weights in model.onnx.data
+        from . import graph as G
+        from .export import optimum_export
+
+        onnx_path = optimum_export(Path(args[0]), Path(args[1]))
+        G.save(G.load(onnx_path), onnx_path)  # the parent then loads it tensor by tensor
+    elif job == "reference":  # CHECKPOINT CORPUS OUT.npy
+        import numpy as np
+
+        from .corpus import load_corpus
+        from .reference import st_vectors
+
+        vectors = st_vectors(Path(args[0]), load_corpus(Path(args[1])), _tick)
+        np.save(args[2], vectors)
+    else:
+        raise SystemExit(f"unknown job {job!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
