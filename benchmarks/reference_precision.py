@@ -35,9 +35,10 @@ def main() -> None:
         a = measure(ref32, cand, corpus.is_query)
         b = measure(ref16, cand, corpus.is_query)
         moved = {d: (a[d], b[d]) for d in a if a[d] != b[d]}
+        recorded = (Manifest.read(folder).fidelity or {}).get("figures")
         print(json.dumps({"variant": variant, "identical": not moved, "moved": moved,
-                          "manifest_equals_float32": Manifest.read(folder).fidelity["figures"]
-                          == json.loads(json.dumps(a))}, indent=1))
+                          "manifest_equals_float32": recorded == json.loads(json.dumps(a))},
+                         indent=1))
 
 
 if __name__ == "__main__":
