@@ -33,6 +33,10 @@ from .embed_run import execute
               help="Hub id or local model folder.")
 @click.option("--variant", type=click.Choice(variants()),
               help="Model variant (default: the store default).")
+@click.option("--variants-repo", metavar="ORG/NAME",
+              help="Hub repository of prebuilt variants to fetch a missing variant from "
+              "before building it (default: $EMBGEMMA_VARIANTS_REPO; docs/publishing.md).")
+@click.option("--revision", help="Commit, branch or tag of that repository (or of --model).")
 @click.option("--dimensions", "--dim", "dim", type=click.Choice([str(d) for d in DIMENSIONS]),
               default="768", show_default=True, help="Matryoshka dimensions.")
 @click.option("--task", help="Prompt of this task (see `embgemma tasks`; default: document).")

@@ -39,24 +39,31 @@ from embgemma_plugins.store.registry import default_variant, variants
     help="JSONL(.gz) of records with 'text' and 'kind' (query or document) to measure "
     "fidelity on [default: the packaged corpus of real text].",
 )
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show the output and warnings of torch, transformers and the exporter.")
 def export(
     model: str,
     variant: str,
     out: Path | None,
     allow_below_bar: bool,
     fidelity_corpus: Path | None,
+    verbose: bool,
 ) -> None:
     """Export MODEL to ONNX with Optimum, build a variant, measure its fidelity.
 
     The variant is compared with sentence-transformers (fp32) on a corpus of real
     text; the figures go into its manifest.json, and a variant that misses its bar
-    is not installed (unless --allow-below-bar).
+    is not installed (unless --allow-below-bar). Each step prints its progress on
+    stderr (docs/variants.md lists each variant's build time and memory). --out
+    writes a portable variant folder: publish it in a hub repository, and machines
+    use it with no build (`embgemma pull`, docs/publishing.md).
 
     \b
     Examples:
       embgemma export --variant int8
       embgemma export --model ./my-finetuned-checkpoint --variant fp32 --out ./fp32
       embgemma export --variant int4 --fidelity-corpus my-queries-and-docs.jsonl
+      embgemma export --variant int8 --out variants/int8   # then: hf upload ORG/NAME variants
     """
     from embgemma_plugins.store.resolve import export_available
 
@@ -75,6 +82,7 @@ def export(
             out,
             allow_below_bar=allow_below_bar,
             corpus=fidelity_corpus or CORPUS,
+            verbose=verbose,
         )
     except EmbeddingGemmaError as e:
         raise click.ClickException(str(e)) from e

@@ -13,6 +13,7 @@ from embgemma_plugins import __version__
 from .bench_cmd import bench
 from .embed_cmd import embed
 from .export_cmd import export
+from .pull_cmd import pull
 from .search_cmd import search
 from .serve_cmd import serve
 from .store_cmds import info, models, tasks
@@ -39,13 +40,14 @@ def cli() -> None:
       embgemma embed examples/sample.jsonl sample.parquet --id-field id --title-field title
       embgemma search sample.parquet "tool to benchmark a DNS server"
       embgemma export --variant fp32
+      embgemma pull myorg/embeddinggemma-variants
       embgemma models
       embgemma tasks
       embgemma info
     """
 
 
-for command in (embed, search, export, models, tasks, info, bench, serve):
+for command in (embed, search, export, pull, models, tasks, info, bench, serve):
     cli.add_command(command)
 
 

@@ -69,6 +69,9 @@ class DamagedModelError(ModelNotFoundError):
         super().__init__(message)
         self.files = files
 
+    def __reduce__(self) -> tuple[type[DamagedModelError], tuple[str, list[str]]]:
+        return (type(self), (str(self), self.files))  # whole across processes (Ray)
+
 
 class TruncationWarning(UserWarning):
     """Texts that were longer than the model's window and were cut (``long="truncate"``):

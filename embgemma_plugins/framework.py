@@ -43,7 +43,7 @@ _DOCUMENT_TASKS = {"document", "retrieval document"}
 _DEFAULTS = ModelSettings()
 #: The section keys that are model settings (the others are the adapters' own).
 MODEL_KEYS = ("model", "variant", "dimensions", "providers", "threads", "max_length",
-              "batch_tokens")
+              "batch_tokens", "variants_repo", "revision")
 
 
 class _Lazy:
@@ -82,6 +82,9 @@ class EmbeddingGemmaSettings(BaseModel):
         threads: intra-op threads (``None``: one per physical core).
         max_length: tokens per text (longer texts are cut).
         batch_tokens: padded tokens per batch (bounds memory per session run).
+        variants_repo: hub repository of prebuilt variants tried before a build
+            (``None``: ``$EMBGEMMA_VARIANTS_REPO``; ``""``: none).
+        revision: commit, branch or tag of that repository (or of ``model``, if it is one).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -98,6 +101,8 @@ class EmbeddingGemmaSettings(BaseModel):
     threads: int | None = Field(default=_DEFAULTS.threads, ge=1)
     max_length: int = Field(default=_DEFAULTS.max_length, ge=3, le=_DEFAULTS.max_length)
     batch_tokens: int = Field(default=_DEFAULTS.batch_tokens, ge=1)
+    variants_repo: str | None = _DEFAULTS.variants_repo
+    revision: str | None = _DEFAULTS.revision
 
     _lazy: _Lazy = PrivateAttr(default_factory=_Lazy)
 
@@ -112,7 +117,8 @@ class EmbeddingGemmaSettings(BaseModel):
     def _model(cls, v: Any) -> Any:
         return str(v) if isinstance(v, Path) else v
 
-    @field_validator("model", "variant", "dimensions", "threads", "max_length", "batch_tokens")
+    @field_validator("model", "variant", "dimensions", "threads", "max_length", "batch_tokens",
+                     "variants_repo", "revision")
     @classmethod
     def _model_setting(cls, v: Any, info: ValidationInfo) -> Any:
         try:

@@ -10,7 +10,7 @@ threads: the session is thread-safe and nothing else changes after construction.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +73,10 @@ class EmbeddingGemma:
         max_length: tokens per text, BOS and EOS included; longer texts are cut.
         batch_tokens: padded tokens per batch; bounds memory per session run.
         build_missing: build a missing store variant when the export extra is present.
+        variants_repo: a hub repository of prebuilt variants (``org/name``) tried before a
+            build (default: ``$EMBGEMMA_VARIANTS_REPO``; ``""``: none); docs/publishing.md.
+        revision: the commit, branch or tag of the repository of prebuilt variants
+            (``model`` itself, or ``variants_repo``) to use.
 
     The arguments are those of :class:`~embgemma_plugins.settings.ModelSettings`, checked
     there; :meth:`from_settings` opens a model from such an object.
@@ -89,13 +93,16 @@ class EmbeddingGemma:
         max_length: int = _DEFAULTS.max_length,
         batch_tokens: int = _DEFAULTS.batch_tokens,
         build_missing: bool = _DEFAULTS.build_missing,
+        variants_repo: str | None = _DEFAULTS.variants_repo,
+        revision: str | None = _DEFAULTS.revision,
     ) -> None:
         s = ModelSettings(str(model), variant, dimensions, providers, threads, max_length,
-                          batch_tokens, build_missing)
+                          batch_tokens, build_missing, variants_repo, revision)
         self.settings = s
         self.model, self.dimensions = s.model, s.dimensions
         self.max_length, self.batch_tokens = s.max_length, s.batch_tokens
-        self.files: ModelFiles = locate(model, s.variant, s.build_missing)
+        self.files: ModelFiles = locate(model, s.variant, s.build_missing, s.variants_repo,
+                                        s.revision)
         manifest = self.files.manifest
         self.variant = manifest.variant if manifest else (s.variant or "fp32")
         self.revision = manifest.revision if manifest else None
@@ -112,7 +119,8 @@ class EmbeddingGemma:
         s = settings
         return cls(s.model, s.variant, s.dimensions, s.providers, s.threads,
                    max_length=s.max_length, batch_tokens=s.batch_tokens,
-                   build_missing=s.build_missing)
+                   build_missing=s.build_missing, variants_repo=s.variants_repo,
+                   revision=s.revision)
 
     def __repr__(self) -> str:
         return (
@@ -147,8 +155,11 @@ class EmbeddingGemma:
             joined = [p + t for p, t in zip(prompts, items, strict=True)]
         return self.tokenizer.encode(joined, self.max_length)
 
-    def embed_tokens(self, encoded: Encoded | Sequence[np.ndarray]) -> np.ndarray:
-        """Embed tokenised texts in length-sorted batches; rows keep the input order."""
+    def embed_tokens(
+        self, encoded: Encoded | Sequence[np.ndarray], done: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed tokenised texts in length-sorted batches; rows keep the input order.
+        ``done(n)`` is told after each batch how many texts it held (progress)."""
         ids = encoded.ids if isinstance(encoded, Encoded) else list(encoded)
         out = np.empty((len(ids), self.dimensions), dtype=np.float32)
         lengths = [len(x) for x in ids]
@@ -158,6 +169,8 @@ class EmbeddingGemma:
             self.table_pages.release(self.session, input_ids.size)
             check_finite(vectors, batch)
             out[batch] = truncate(vectors, self.dimensions)
+            if done is not None:
+                done(len(batch))
         return out
 
     def embed(

@@ -39,6 +39,8 @@ class ModelSettings:
     max_length: int = MAX_LENGTH
     batch_tokens: int = DEFAULT_BATCH_TOKENS
     build_missing: bool = True
+    variants_repo: str | None = None  # None: $EMBGEMMA_VARIANTS_REPO; "": none
+    revision: str | None = None  # of a hub repository of prebuilt variants
 
     def __post_init__(self) -> None:
         model = str(self.model) if isinstance(self.model, Path) else self.model
@@ -64,6 +66,15 @@ class ModelSettings:
             )
         if self.batch_tokens < 1:
             raise InvalidArgumentError(f"batch_tokens must be positive, got {self.batch_tokens}")
+        repo = self.variants_repo
+        if repo is not None and (not isinstance(repo, str) or (
+                repo and (repo.count("/") != 1 or repo.startswith((".", "/", "~"))))):
+            raise InvalidArgumentError(
+                f"variants_repo must be a hub repository id (org/name), got {repo!r}")
+        if self.revision is not None and (not isinstance(self.revision, str)
+                                          or not self.revision.strip()):
+            raise InvalidArgumentError(f"revision must be a non-empty string, got "
+                                       f"{self.revision!r}")
 
     def provider_list(self) -> str | list[ProviderSpec] | None:
         """The providers as ONNX Runtime sessions take them (a list, not a tuple)."""

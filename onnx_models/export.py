@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +37,14 @@ from embgemma_plugins.store.registry import check_variant
 from embgemma_plugins.store.resolve import TOKENIZER_FILE
 from embgemma_plugins.tokenizer import Tokenizer
 
+from .child import run
 from .corpus import CALIBRATION, CORPUS, load_corpus
 from .fidelity import measure_variant
+from .steps import Steps
 
 Progress = Callable[[str], None]
+#: Set (to anything but "" or "0") for a first-use build that shows third-party output.
+ENV_VERBOSE = "EMBGEMMA_VERBOSE"
 VERSIONED = (
     "embgemma-plugins",
     "torch",
@@ -51,10 +55,6 @@ VERSIONED = (
     "onnx",
     "onnxruntime",
 )
-
-
-def _stderr(message: str) -> None:
-    print(f"embgemma: {message}", file=sys.stderr, flush=True)
 
 
 def package_versions() -> dict[str, str]:
@@ -106,7 +106,7 @@ def calibration_texts(checkpoint: Path, count: int, corpus: Path = CALIBRATION) 
 
 
 def _build_graph(
-    fp32_model: Path, folder: Path, variant: str, checkpoint: Path, progress: Progress
+    fp32_model: Path, folder: Path, variant: str, checkpoint: Path, steps: Steps
 ) -> dict[str, Any]:
     """Write ``folder/model.onnx`` (+ ``model.onnx.data``) by the variant's recipe."""
     from .build import build_variant
@@ -120,9 +120,15 @@ def _build_graph(
 
     texts = None
     if recipe.calibrated():
-        progress(f"calibrating on {recipe.calibration_samples} texts")
         texts = calibration_texts(checkpoint, recipe.calibration_samples)
-    build_variant(fp32_model, folder / ONNX_FILE, recipe, texts, tokenize)
+    steps(f"building the {variant} graph by its recipe"
+          + (" (calibration first, then smoothing and quantisation)" if texts else ""))
+    if texts:
+        count = len(texts[: recipe.calibration_samples])
+        with steps.count("calibrating", count, "texts") as done:
+            build_variant(fp32_model, folder / ONNX_FILE, recipe, texts, tokenize, done)
+    else:
+        build_variant(fp32_model, folder / ONNX_FILE, recipe, texts, tokenize)
     record: dict[str, Any] = recipe.record()
     return record
 
@@ -131,10 +137,11 @@ def export_variant(
     model: str | Path = DEFAULT_MODEL,
     variant: str = "fp32",
     out: Path | None = None,
-    progress: Progress = _stderr,
+    progress: Progress | None = None,
     if_missing: bool = False,
     allow_below_bar: bool = False,
     corpus: Path = CORPUS,
+    verbose: bool = False,
 ) -> Path:
     """Build ``variant`` of ``model`` into ``out`` (default: its store folder).
 
@@ -142,15 +149,18 @@ def export_variant(
     raises :class:`BelowBarError` and is not installed, unless ``allow_below_bar``.
     A lock file beside the target serialises concurrent builds of one variant;
     with ``if_missing`` a variant another process finished meanwhile is kept.
+    ``progress``: a :class:`Steps` or any ``say(message)`` (default: lines and bars on
+    stderr); ``verbose``: show the output and warnings of torch and the exporter.
     """
     check_variant(variant)
+    steps = progress if isinstance(progress, Steps) else Steps(progress)
     target = Path(out) if out else variant_dir(model, variant)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if if_missing and is_variant_dir(target):
             return target
-        _build(model, variant, target, progress, allow_below_bar, corpus)
-    progress(f"{variant} variant ready in {target}")
+        _build(model, variant, target, steps, allow_below_bar, corpus, verbose)
+    steps(f"{variant} variant ready in {target}")
     return target
 
 
@@ -158,7 +168,8 @@ def build_missing(model: str | Path, variant: str) -> Path:
     """The runtime's way to build a variant it cannot find: the entry point
     ``embgemma_plugins.builders: onnx`` (pyproject.toml), so the runtime never imports this
     layer. Builds into the store unless another process finished it meanwhile."""
-    return export_variant(model, variant, if_missing=True)
+    verbose = os.environ.get(ENV_VERBOSE, "") not in ("", "0")
+    return export_variant(model, variant, if_missing=True, verbose=verbose)
 
 
 def _peak_rss_mb() -> float:
@@ -174,24 +185,25 @@ def _build(
     model: str | Path,
     variant: str,
     target: Path,
-    progress: Progress,
+    steps: Steps,
     allow_below_bar: bool,
     corpus: Path,
+    verbose: bool,
 ) -> None:
     started = time.monotonic()
     checkpoint, model_id, revision = resolve_checkpoint(model)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}-", dir=target.parent) as tmp:
         work, folder = Path(tmp) / "optimum", Path(tmp) / "variant"
         folder.mkdir()
-        progress(f"exporting {model_id} with Optimum (fp32 graph)")
-        fp32_model = optimum_export(checkpoint, work)
-        progress(f"building the {variant} variant")
-        recipe = _build_graph(fp32_model, folder, variant, checkpoint, progress)
+        steps(f"exporting {model_id} to ONNX with Optimum (the fp32 graph, in a child "
+              "process whose memory is returned when it ends)")
+        run("optimum", [str(checkpoint), str(work)], verbose=verbose)
+        recipe = _build_graph(work / ONNX_FILE, folder, variant, checkpoint, steps)
         shutil.rmtree(work)
         for name in (TOKENIZER_FILE, PROMPTS_FILE):
             shutil.copy2(checkpoint / name, folder / name)
-        progress(f"measuring the {variant} variant against sentence-transformers")
-        fidelity = measure_variant(folder, variant, checkpoint, revision, target.parent, corpus)
+        fidelity = measure_variant(folder, variant, checkpoint, revision, target.parent, corpus,
+                                   steps, verbose)
         prompts = json.loads((checkpoint / PROMPTS_FILE).read_text(encoding="utf-8"))["prompts"]
         manifest = Manifest(
             model_id=model_id,

@@ -23,6 +23,7 @@ from embgemma_plugins.store.registry import Bar, info
 
 from .corpus import CORPUS, load_corpus
 from .reference import candidate_vectors, reference_vectors
+from .steps import Steps
 
 __all__ = ["CORPUS", "TOP_K", "measure", "measure_variant", "shortfalls", "top_k_overlap"]
 TOP_K = 10
@@ -80,11 +81,18 @@ def measure_variant(
     revision: str | None,
     cache_dir: Path,
     corpus_file: Path = CORPUS,
+    steps: Steps | None = None,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """The manifest's ``fidelity`` record of the variant in ``folder``."""
     corpus = load_corpus(corpus_file)
-    reference = reference_vectors(checkpoint, revision, corpus, cache_dir)
-    figures = measure(reference, candidate_vectors(folder, corpus), corpus.is_query)
+    steps = steps or Steps(lambda _m: None)
+    reference = reference_vectors(checkpoint, revision, corpus, cache_dir, corpus_file, steps,
+                                  verbose)
+    steps(f"measuring the {variant} variant against the fp32 reference")
+    with steps.count(f"measuring {variant}", len(corpus.texts), "texts") as done:
+        candidate = candidate_vectors(folder, corpus, done)
+    figures = measure(reference, candidate, corpus.is_query)
     # Everything the variant installs, but not the manifest that records this figure.
     size = sum(
         p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE

@@ -93,28 +93,38 @@ Stats = dict[str, ChannelStats]
 
 
 def activation_stats(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | Path,
     tensors: list[str],
     ids: list[list[int]],
     batch_tokens: int = 4096,
     hessians: bool = False,
+    done: Callable[[int], None] | None = None,
 ) -> Stats:
     """Statistics of the named tensors over the real (non-pad) tokens of `ids`; with
-    `hessians`, also the mean x x^T of each (float64, channels x channels)."""
+    `hessians`, also the mean x x^T of each (float64, channels x channels). `model` may be a
+    file saved with `G.save`: the probe graph then reads its weights in place, with no copy
+    of them in memory beside the session's. `done(n)` after each batch of `n` texts."""
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    probe.graph.output.extend(
-        onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors
-    )
     absmax: dict[str, np.ndarray] = {}
     sumsq: dict[str, np.ndarray] = {}
     outer: dict[str, np.ndarray] = {}
     count = 0
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.onnx"
-        G.save(probe, path)
+        if isinstance(model, Path):  # the graph alone, beside the weights it names
+            probe = onnx.load(str(model), load_external_data=False)
+            path = model.with_name("probe.onnx")
+        else:
+            probe = onnx.ModelProto()
+            probe.CopyFrom(model)
+            path = Path(tmp) / "probe.onnx"
+        probe.graph.output.extend(
+            onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in tensors
+        )
+        if isinstance(model, Path):
+            onnx.save_model(probe, str(path))
+        else:
+            G.save(probe, path)
         del probe
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         for input_ids, mask in batches(ids, batch_tokens):
@@ -129,6 +139,8 @@ def activation_stats(
                 sumsq[name] = sumsq.get(name, 0) + (real**2).sum(0)
                 if hessians:
                     outer[name] = outer.get(name, 0) + real.T @ real
+            if done is not None:
+                done(len(input_ids))
     return {
         name: ChannelStats(
             absmax[name], sumsq[name] / count, outer[name] / count if hessians else None

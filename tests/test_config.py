@@ -33,6 +33,8 @@ FULL = {
     "threads": 2,
     "max_length": 512,
     "batch_tokens": 4096,
+    "variants_repo": "acme/embeddinggemma-variants",
+    "revision": "v1",
 }
 DOCS_MD = Path(__file__).resolve().parents[1] / "docs" / "rag.md"
 

@@ -43,6 +43,8 @@ class EmbedOptions:
     keep: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
     variant: str | None = None
+    variants_repo: str | None = None  # prebuilt variants (None: $EMBGEMMA_VARIANTS_REPO)
+    revision: str | None = None  # of that repository
     dimensions: int = 768
     task: str | None = None
     prompt: str | None = None
@@ -77,7 +79,8 @@ class EmbedOptions:
         """The model settings of this job (``threads``: the engine's default if unset)."""
         return ModelSettings(self.model, self.variant, self.dimensions,
                              None if self.provider == "auto" else self.provider,
-                             self.threads or threads, self.max_length, self.batch_tokens)
+                             self.threads or threads, self.max_length, self.batch_tokens,
+                             variants_repo=self.variants_repo, revision=self.revision)
 
     @property
     def chunking(self) -> ChunkRows | None:

@@ -31,6 +31,7 @@ from embgemma_plugins.jobs.progress import NullProgress
 from embgemma_plugins.jobs.quantise import Ranges, calibrate
 from embgemma_plugins.jobs.records import Record, Reject, extract
 from embgemma_plugins.jobs.workdir import WorkDir
+from embgemma_plugins.ray.ship import Shipment, open_model
 from embgemma_plugins.ray.spans import Source
 from embgemma_plugins.settings import ModelSettings
 
@@ -47,7 +48,7 @@ STATS = pa.schema([
 class EmbedTask:
     """Everything an actor needs besides the rows (pickled once per actor)."""
 
-    model: ModelSettings  # build_missing=False: actors never build
+    model: ModelSettings  # build_missing=False: actors never build (ray/ship.py)
     layout: Layout
     prompt: str
     titled: bool  # documents get ``title: {title} | text: `` from the title field
@@ -58,14 +59,13 @@ class EmbedTask:
     out: str = ""  # the CLI's OUT: parts go to its work folder
     source: Source | None = None
     chunking: ChunkRows | None = None  # --chunk-tokens: one output row per chunk of text
+    ship: Shipment | None = None  # the driver's folder, for an actor whose machine lacks it
 
 
 class _Actor:
     def __init__(self, task: EmbedTask) -> None:
         self.task = task
-        from embgemma_plugins.model import EmbeddingGemma
-
-        self.model = EmbeddingGemma.from_settings(task.model)
+        self.model = open_model(task.model, task.ship)
         titled = self.model.prompts.document_prompt if task.titled else None
         self.job = Job(task.layout, 1, task.on_error, task.on_long, task.prompt, titled,
                        chunking=task.chunking)

@@ -28,9 +28,11 @@ from embgemma_plugins.maths import check_dimensions
 from embgemma_plugins.ray.actors import ChunkEmbedder, EmbedTask, RowEmbedder
 from embgemma_plugins.ray.extra import require_ray
 from embgemma_plugins.ray.settings import ModelInfo
+from embgemma_plugins.ray.ship import shipment
 from embgemma_plugins.ray.spans import Source, Span, read
 from embgemma_plugins.settings import ModelSettings
 from embgemma_plugins.store.layout import DEFAULT_MODEL
+from embgemma_plugins.store.resolve import variants_repo_of
 from embgemma_plugins.tokenizer import MAX_LENGTH
 
 if TYPE_CHECKING:
@@ -113,6 +115,8 @@ def embed_dataset(
     batch_rows: int = 256,
     batch_tokens: int = DEFAULT_BATCH_TOKENS,
     max_length: int = MAX_LENGTH,
+    variants_repo: str | None = None,
+    revision: str | None = None,
 ) -> Dataset:
     """Embed ``dataset`` lazily: rows ``id``, the ``keep`` fields, ``embedding``.
 
@@ -122,7 +126,10 @@ def embed_dataset(
     fields are unusable.  ``int8``/``uint8`` need calibration ``ranges``
     (:func:`~embgemma_plugins.jobs.quantise.calibrate` on a sample).  Each actor
     holds one session with ``threads`` threads; ``actors`` defaults to filling the
-    cluster.  Call ``.write_parquet(...)`` or iterate the result to run it.
+    cluster.  ``variants_repo``/``revision``: a repository of prebuilt variants, as
+    :class:`~embgemma_plugins.EmbeddingGemma` takes them; an actor whose machine lacks the
+    variant gets it from there or from the driver, never by a build (``ray/ship.py``).
+    Call ``.write_parquet(...)`` or iterate the result to run it.
     """
     require_ray()
     if not id_field:
@@ -139,12 +146,13 @@ def embed_dataset(
                                    "'error', 'mean' or 'late'")
     if title_field and (task or prompt):
         raise InvalidArgumentError("title_field builds the document prompt; drop task/prompt")
-    info = ModelInfo.resolve(model, variant)
+    info = ModelInfo.resolve(model, variant, variants_repo, revision)
     chosen = info.prompt_for(task or ("document" if prompt is None else None), prompt)
     spec_ = ModelSettings(info.model, variant, dimensions, providers, threads, max_length,
-                          batch_tokens, build_missing=False)
+                          batch_tokens, build_missing=False,
+                          variants_repo=variants_repo_of(variants_repo) or "", revision=revision)
     job = EmbedTask(spec_, Layout(spec, dimensions, precision), chosen, bool(title_field),
-                    on_error, on_long, ranges)
+                    on_error, on_long, ranges, ship=shipment(info.files))
     return dataset.map_batches(**pool(RowEmbedder, job, actors, batch_rows))
 
 

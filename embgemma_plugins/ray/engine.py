@@ -41,7 +41,9 @@ from embgemma_plugins.jobs.workdir import WorkDir
 from embgemma_plugins.ray.actors import EmbedTask
 from embgemma_plugins.ray.extra import INSTALL_HINT, require_ray
 from embgemma_plugins.ray.settings import ModelInfo, bad_row_message
+from embgemma_plugins.ray.ship import shipment
 from embgemma_plugins.ray.spans import Source, Span, count, number, plan, total_rows
+from embgemma_plugins.store.resolve import variants_repo_of
 
 
 def connect(address: str | None, quiet: bool) -> bool:
@@ -123,9 +125,10 @@ def _run_ray(o: EmbedOptions, progress: ProgressSink | None, quiet: bool) -> Out
         source = Source(o.input_path, fmt, o.spec, o.chunk_rows)
     except InputError as e:
         raise InvalidArgumentError(str(e)) from e
-    info = ModelInfo.resolve(o.model, o.variant)
+    info = ModelInfo.resolve(o.model, o.variant, o.variants_repo, o.revision)
     prompt = resolve_prompt(info, o)
-    settings = replace(o.settings(threads=1), model=info.model, build_missing=False)
+    settings = replace(o.settings(threads=1), model=info.model, build_missing=False,
+                       variants_repo=variants_repo_of(o.variants_repo) or "")
     layout = o.layout(settings.dimensions)
     task = EmbedTask(settings, layout, prompt, bool(o.title_field), o.on_error, o.on_long,
                      out=str(o.out.resolve()), source=source, chunking=o.chunking)
@@ -135,6 +138,7 @@ def _run_ray(o: EmbedOptions, progress: ProgressSink | None, quiet: bool) -> Out
     started = connect(o.address, quiet)
     ok = False
     try:
+        task = replace(task, ship=shipment(info.files))  # on the cluster's driver node
         spans, total = numbered_spans(source)
         stats: list[dict[str, Any]] = []
         calibration, lo = None, 0

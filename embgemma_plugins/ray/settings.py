@@ -4,7 +4,9 @@ The driver resolves the model once (building a missing store variant there, neve
 in a hundred actors at once) and reads its prompt table and manifest, but loads no
 ONNX session: on a cluster the head node should not need the memory of a worker.
 Actors get the job's :class:`~embgemma_plugins.settings.ModelSettings` (small, picklable,
-``build_missing=False``) and load their session from it.
+``build_missing=False``, the driver's repository of prebuilt variants named explicitly)
+and load their session from it; an actor whose machine lacks the variant gets the
+driver's folder (``ray/ship.py``), never a build.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ class ModelInfo:
     prompts: PromptTable
 
     @classmethod
-    def resolve(cls, model: str, variant: str | None) -> ModelInfo:
+    def resolve(cls, model: str, variant: str | None, variants_repo: str | None = None,
+                revision: str | None = None) -> ModelInfo:
         folder = Path(model).expanduser()
         name = str(folder.resolve()) if folder.is_dir() else model  # workers' cwd differs
-        files = locate(model, variant, build_missing=True)
+        files = locate(model, variant, True, variants_repo, revision)
         manifest = files.manifest
         return cls(model, name, files, manifest.variant if manifest else (variant or "fp32"),
                    manifest.revision if manifest else None, load_prompt_table(files))

@@ -64,20 +64,33 @@ def snapshot(
         raise _fetch_error(repo_id, e) from e
 
 
-def download(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
-    """One file of ``repo_id``, or ``None`` when the repository has no such file."""
+def download(
+    repo_id: str, filename: str, revision: str | None = None, force: bool = False
+) -> Path | None:
+    """One file of ``repo_id``, or ``None`` when the repository has no such file; ``force``
+    downloads it again even if the cache has it (a damaged cached copy)."""
+    if not force:
+        try:
+            return Path(
+                hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)
+            )
+        except LocalEntryNotFoundError:
+            pass
+        except EntryNotFoundError:
+            return None
     try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True))
-    except LocalEntryNotFoundError:
-        pass
-    except EntryNotFoundError:
-        return None
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
+        return Path(hf_hub_download(repo_id, filename, revision=revision, force_download=force))
     except EntryNotFoundError:
         return None
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError, ValueError) as e:
         raise _fetch_error(repo_id, e) from e
+
+
+def offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` keeps huggingface_hub to the local cache."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def cached(repo_id: str, filename: str, revision: str | None = None) -> Path | None:

@@ -20,7 +20,7 @@ from embgemma_plugins.errors import InvalidArgumentError
 ENV_RECIPES = "EMBGEMMA_RECIPES"
 RECIPES = Path(__file__).with_name("recipes.toml")
 #: Keys of a table that the registry reads; every other key is the build's recipe.
-REGISTRY_KEYS = ("bar", "default", "community_file")
+REGISTRY_KEYS = ("bar", "default", "community_file", "build")
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,21 @@ class Bar:
 
 
 @dataclass(frozen=True)
+class BuildCost:
+    """What a first build of the variant takes on a 2-core machine (docs/variants.md)."""
+
+    minutes: float
+    peak_gb: float
+
+
+@dataclass(frozen=True)
 class VariantInfo:
     name: str
     bar: Bar
     default: bool
     community_file: str | None  # onnx/<file> in the onnx-community layout
     table: Mapping[str, Any]  # the whole table: the build reads its recipe from it
+    build: BuildCost | None = None  # told to a user before a build on first use
 
 
 def recipes_path() -> Path:
@@ -72,7 +81,13 @@ def _info(path: Path, name: str, table: Any) -> VariantInfo:
     default = table.get("default", False)
     if not isinstance(default, bool):
         raise InvalidArgumentError(f"{where}: default must be true or false")
-    return VariantInfo(name, Bar(**{k: float(bar[k]) for k in keys}), default, community, table)
+    cost = table.get("build")
+    names = [f.name for f in fields(BuildCost)]
+    if cost is not None and (not isinstance(cost, dict) or sorted(cost) != sorted(names)
+                             or not all(isinstance(v, (int, float)) for v in cost.values())):
+        raise InvalidArgumentError(f"{where}: build must be {{ {', '.join(names)} }} (numbers)")
+    return VariantInfo(name, Bar(**{k: float(bar[k]) for k in keys}), default, community, table,
+                       BuildCost(**{k: float(cost[k]) for k in names}) if cost else None)
 
 
 def load(path: Path) -> dict[str, VariantInfo]:

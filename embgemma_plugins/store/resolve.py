@@ -5,43 +5,40 @@ Accepted, in this order:
 1. a local folder holding ``model.onnx`` (a store variant or any Optimum export),
 2. a local folder in the onnx-community layout (``onnx/model.onnx`` + ``.onnx_data``),
 3. a local sentence-transformers checkpoint folder, or a hub id: the variant is
-   looked up in the model store; a hub repository in the onnx-community layout is
-   used directly; otherwise the variant is built with the export pipeline when the
-   ``export`` extra is installed, or an error prints the command that builds it.
+   looked up in the model store; a hub repository of prebuilt variant folders
+   (``store/prebuilt.py``) or in the onnx-community layout is used directly; then the
+   repository of prebuilt variants named by ``variants_repo`` (or
+   ``$EMBGEMMA_VARIANTS_REPO``) is tried; otherwise the variant is built with the export
+   pipeline when the ``export`` extra is installed, or an error prints the command that
+   builds it (and why no prebuilt variant was used).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from embgemma_plugins.errors import InvalidArgumentError, ModelNotFoundError
 from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
+from embgemma_plugins.store.files import TOKENIZER_FILE, ModelFiles, model_files, repair_command
 from embgemma_plugins.store.layout import DEFAULT_MODEL, ONNX_FILE, store_root, variant_dir
-from embgemma_plugins.store.manifest import MANIFEST_FILE, Manifest
-from embgemma_plugins.store.registry import check_variant, default_variant, registry
-from embgemma_plugins.store.verify import verify
+from embgemma_plugins.store.registry import check_variant, default_variant, info, registry
 
-TOKENIZER_FILE = "tokenizer.model"
+__all__ = [
+    "BUILDERS", "ENV_VARIANTS_REPO", "TOKENIZER_FILE", "ModelFiles", "builder", "community_file",
+    "export_available", "first_use_message", "from_folder", "load_prompt_table", "locate",
+    "missing_variant_message", "model_files", "repair_command", "variants_repo_of",
+]
 #: Entry-point group of variant builders: the build layer (onnx_models) registers one, so the
 #: runtime builds a missing variant without importing the layer above it.
 BUILDERS = "embgemma_plugins.builders"
 Builder = Callable[[str | Path, str], Path]
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """Where a loadable model's parts are."""
-
-    root: Path
-    onnx: Path
-    tokenizer: Path
-    prompts: Path | None
-    manifest: Manifest | None
+#: The repository of prebuilt variants a missing store variant is fetched from before a build.
+ENV_VARIANTS_REPO = "EMBGEMMA_VARIANTS_REPO"
 
 
 def export_available() -> bool:
@@ -64,35 +61,17 @@ def community_file(variant: str | None) -> str | None:
     return registry()[variant or "fp32"].community_file
 
 
-def repair_command(root: Path, manifest: Manifest) -> str:
-    """The command that replaces the variant folder ``root`` with an intact copy."""
-    command = f"embgemma export --model {manifest.model_id} --variant {manifest.variant}"
-    stored = variant_dir(manifest.model_id, manifest.variant)
-    return command if stored.resolve() == root.resolve() else f"{command} --out {root}"
-
-
-def _files(root: Path, onnx: Path) -> ModelFiles:
-    manifest = Manifest.read(root) if (root / MANIFEST_FILE).is_file() else None
-    if manifest is not None:  # never a session on damaged weights
-        verify(root, manifest, lambda: repair_command(root, manifest))
-    tokenizer = root / TOKENIZER_FILE
-    if not tokenizer.is_file():
-        raise ModelNotFoundError(f"{root} has no {TOKENIZER_FILE} (the SentencePiece tokenizer)")
-    prompts = root / PROMPTS_FILE
-    return ModelFiles(root, onnx, tokenizer, prompts if prompts.is_file() else None, manifest)
-
-
 def from_folder(folder: Path, variant: str | None) -> ModelFiles | None:
     """A folder that is itself an export; ``None`` if it holds no ONNX model."""
     if (folder / ONNX_FILE).is_file():
-        files = _files(folder, folder / ONNX_FILE)
+        files = model_files(folder, folder / ONNX_FILE)
         made = files.manifest.variant if files.manifest else None
         if variant and made and variant != made:
             raise InvalidArgumentError(f"{folder} holds the {made} variant, not {variant}")
         return files
     name = community_file(variant)
     if name and (folder / "onnx" / name).is_file():
-        return _files(folder, folder / "onnx" / name)
+        return model_files(folder, folder / "onnx" / name)
     if (folder / "onnx").is_dir():
         raise ModelNotFoundError(
             f"{folder}/onnx has no {name or 'file'} for variant {variant or 'fp32'}"
@@ -122,16 +101,58 @@ def _from_hub_onnx(repo_id: str, variant: str | None) -> ModelFiles | None:
     return from_folder(onnx.parent.parent, variant)
 
 
-def missing_variant_message(model: str | Path, variant: str) -> str:
+def _prebuilt(
+    repo: str, variant: str | None, revision: str | None, model_id: str | None, tried: list[str]
+) -> ModelFiles | None:
+    from embgemma_plugins.store import prebuilt  # not at the top: see `locate`
+
+    return prebuilt.from_repo(repo, variant, revision, model_id, tried)
+
+
+def variants_repo_of(setting: str | None) -> str | None:
+    """The repository of prebuilt variants in use: ``setting``, else
+    ``$EMBGEMMA_VARIANTS_REPO``; an empty string means none."""
+    repo = os.environ.get(ENV_VARIANTS_REPO) if setting is None else setting
+    return repo.strip() or None if repo else None
+
+
+PREBUILT_HINT = (
+    "A prebuilt variant needs no build: name a repository of them with "
+    "EMBGEMMA_VARIANTS_REPO=ORG/NAME (or variants_repo=..., --variants-repo), pass "
+    "model=ORG/NAME, or install one with `embgemma pull ORG/NAME` (docs/publishing.md)."
+)
+
+
+def missing_variant_message(model: str | Path, variant: str, tried: Sequence[str] = ()) -> str:
+    why = "".join(f"\n(no prebuilt variant: {reason})" for reason in tried)
     return (
-        f"the {variant} variant of {model} is not in the model store ({store_root()}).\n"
+        f"the {variant} variant of {model} is not in the model store ({store_root()}).{why}\n"
         f"Build it with:\n  embgemma export --model {model} --variant {variant}\n"
-        "(this needs the export extra: pip install 'embgemma-plugins[export]')"
+        f"(this needs the export extra: pip install 'embgemma-plugins[export]').\n{PREBUILT_HINT}"
     )
 
 
-def locate(model: str | Path, variant: str | None, build_missing: bool = True) -> ModelFiles:
+def first_use_message(model: str | Path, variant: str, tried: Sequence[str] = ()) -> str:
+    """What a build on first use says before it starts: how long, how much memory, and how
+    to do without it."""
+    cost = info(variant).build
+    about = (f"about {cost.minutes:g} minutes and {cost.peak_gb:g} GB of memory on a 2-core "
+             "machine" if cost else "a few minutes")
+    why = "".join(f"\n(no prebuilt variant: {reason})" for reason in tried)
+    return (f"embgemma: building the {variant} variant of {model}: once, {about}.{why}\n"
+            f"embgemma: {PREBUILT_HINT}")
+
+
+def locate(
+    model: str | Path,
+    variant: str | None,
+    build_missing: bool = True,
+    variants_repo: str | None = None,
+    revision: str | None = None,
+) -> ModelFiles:
     """Resolve ``model``/``variant`` to files, building a missing store variant if allowed.
+    ``revision`` pins the commit, branch or tag of a hub repository of prebuilt variants
+    (``model`` itself or ``variants_repo``); a pinned revision skips the store.
 
     A variant already in the store resolves without importing huggingface_hub (and with it
     requests and urllib3: 18 MB of a process's resident memory, VmRSS after
@@ -156,21 +177,26 @@ def locate(model: str | Path, variant: str | None, build_missing: bool = True) -
         raise ModelNotFoundError(f"{model} is neither an existing folder nor a hub id (org/name)")
     wanted = variant or default_variant()
     stored = variant_dir(path if is_local else str(model), wanted)
-    if (stored / ONNX_FILE).is_file():
-        return _files(stored, stored / ONNX_FILE)
+    if revision is None and (stored / ONNX_FILE).is_file():
+        return model_files(stored, stored / ONNX_FILE)
+    tried: list[str] = []
     if not is_local:
-        community = _from_hub_onnx(str(model), variant)
-        if community:
-            return community
+        files = _prebuilt(str(model), variant, revision, None, tried)
+        files = files or _from_hub_onnx(str(model), variant)
+        if files:
+            return files
+    repo = variants_repo_of(variants_repo)
+    if repo and repo != str(model):
+        model_id = str(path.resolve()) if is_local else str(model)
+        files = _prebuilt(repo, wanted, revision, model_id, tried)
+        if files:
+            return files
     build = builder() if build_missing else None
     if build is not None:
-        print(
-            f"embgemma: building the {wanted} variant of {model} (one time, a few minutes)...",
-            file=sys.stderr,
-        )
+        print(first_use_message(model, wanted, tried), file=sys.stderr, flush=True)
         built = build(path if is_local else str(model), wanted)
-        return _files(built, built / ONNX_FILE)
-    raise ModelNotFoundError(missing_variant_message(model, wanted))
+        return model_files(built, built / ONNX_FILE)
+    raise ModelNotFoundError(missing_variant_message(model, wanted, tried))
 
 
 def load_prompt_table(files: ModelFiles) -> PromptTable:
