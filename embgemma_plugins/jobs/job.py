@@ -35,6 +35,8 @@ class Model(Protocol):
     batch_tokens: int
     max_length: int
 
+    @property
+    def bounds(self) -> tuple[int, ...]: ...
     def tokenize(self, texts: list[str], prompts: str | list[str] = "") -> Any: ...
     def embed_tokens(self, encoded: Any) -> np.ndarray: ...
 
@@ -151,11 +153,12 @@ def embed_chunk(
     lengths = [len(x) for x in ids]
     vectors = np.empty((len(ids), job.layout.dimensions), dtype=np.float32)
     # One batch at a time, for progress: embed_tokens plans a sorted batch exactly as
-    # it is, so the vectors are the ones a single call on the whole chunk returns.
+    # it is, so the vectors are the ones a single call on the whole chunk returns (and,
+    # as no batch straddles a bound, the ones each text has alone).
     start, end = span[0] or 0.0, span[1]
     done = 0
     progress.begin(start)
-    for batch in plan_batches(lengths, model.batch_tokens):
+    for batch in plan_batches(lengths, model.batch_tokens, bounds=model.bounds):
         vectors[batch] = model.embed_tokens([ids[i] for i in batch])
         done += len(batch)
         fraction = None if end is None else start + (end - start) * done / len(ids)
