@@ -12,9 +12,11 @@ pads a text across one (embgemma_plugins/batching.py).
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -22,6 +24,7 @@ from embgemma_plugins import EmbeddingGemma
 from embgemma_plugins.batching import BOUNDS_KEY, KERNEL_BOUNDS, path_bounds, plan_batches
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.onnx_models.build import build_variant
+from embgemma_plugins.onnx_models.pooling import matmul_pooling
 from embgemma_plugins.onnx_models.recipe import load_recipes
 from embgemma_plugins.onnx_models.window import CHUNK
 from embgemma_plugins.prompts import PROMPTS_FILE
@@ -114,3 +117,30 @@ def test_fp32_vectors_are_bit_for_bit_the_same_beside_long_texts(tiny_model: Pat
     among_themselves = model.embed_tokens(short)
     beside_long = model.embed_tokens([*long, *short])[len(long):]
     np.testing.assert_array_equal(beside_long, among_themselves)
+
+
+def test_int4_pools_each_text_by_one_matmul(variants) -> None:  # type: ignore[no-untyped-def]
+    model = onnx.load(str(variants["int4"] / "model.onnx"), load_external_data=False)
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["ReduceSum"] == 1  # the token count only; the masked sum is a MatMul
+    (pool,) = [n for n in model.graph.node if n.name.startswith("pool_0/MatMul")]
+    assert pool.op_type == "MatMul" and pool.input[0] == "pool_rows"  # [B, 1, T] mask rows
+    assert matmul_pooling(model) == 0  # nothing left to rewrite
+
+
+@pytest.mark.parametrize("length", [9, 40, 130])
+def test_int4_gives_a_text_the_same_bits_alone_and_in_a_batch(variants, length: int) -> None:  # type: ignore[no-untyped-def]
+    """int4's head quantises the pooled row, so the pooled row must not depend on the batch
+    size (ONNX Runtime's ReduceSum sums a batch of one by another path)."""
+    session = ort.InferenceSession(str(variants["int4"] / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+
+    def run(rows: list[np.ndarray]) -> np.ndarray:
+        ids = np.stack(rows)  # equal lengths: no padding, only the batch size changes
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+        return np.asarray(session.run(["sentence_embedding"], feed)[0])
+
+    text, *mates = token_ids(8, (length, length + 1), seed=length)
+    alone = run([text])[0]
+    for size in (2, 4, 8):
+        np.testing.assert_array_equal(run([text, *mates[: size - 1]])[0], alone)
