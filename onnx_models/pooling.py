@@ -7,29 +7,32 @@ of several: a text's pooled row alone and in a batch differ at float32 rounding 
 a sum of 140 rows, a 4-layer model of EmbeddingGemma's width). A head that quantises its
 input (int4's 8-bit `MatMulNBits`, int8 activations per block) turns that now and then into
 a flipped code: 7e-5 on the vector. This pass writes the same sum as
-    Squeeze(MatMul(Unsqueeze(Cast(attention_mask), 1), x), 1)    [B, 1, T] x [B, T, H]
-one product per text, by the same kernel at any batch size, padding adding exact zeros
-(measured: the pooled row, the head's output and the vector bit for bit the same alone and
-in batches of 2 to 8), and the masked [B, T, H] copy is no longer written. Same sum in
-another order: float32 rounding.
+    Squeeze(MatMul(Unsqueeze(mask, 1), x), 1)    [B, 1, T'] x [B, T', H]
+one product per text, by the same kernel at any batch size. MLAS's one-row kernel still
+rounds a tail of the token axis its own way (an odd count here), so mask and tokens are
+zero-padded to T' = a multiple of `TOKEN_BLOCK`: a text then sums the same products in the
+same order alone, in a batch, and under any padding (one-op graphs: bit for bit at batch
+sizes 1 to 8, padding 0 to 100, any row; 1.5e-5 apart without the padding, 3.7e-4 as
+ReduceSum). Same sum in another order than the exporter's: float32 rounding.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto
 
 from . import graph as G
+from .builder import Builder
 
 MASK = "attention_mask"
-PREFIX = "pool_"
+PREFIX = "pool"
+TOKEN_BLOCK = 64  # 2 sufficed on the AVX-512 kernel; 64 leaves room for wider unrolling
 
 
-def matmul_pooling(model: onnx.ModelProto) -> int:
+def matmul_pooling(model: onnx.ModelProto, block: int = TOKEN_BLOCK) -> int:
     """Rewrite every masked token sum over axis 1 as a batched MatMul; returns how many."""
     prod, cons, inits = G.producers(model), G.consumers(model, outputs=True), G.initializers(model)
-    done = 0
+    b, rows, x_pads, done = Builder(PREFIX), "", "", 0
     for red in [n for n in model.graph.node if n.op_type == "ReduceSum"]:
         mul = prod.get(red.input[0])
         keepdims = next((a.i for a in red.attribute if a.name == "keepdims"), 1)
@@ -40,22 +43,28 @@ def matmul_pooling(model: onnx.ModelProto) -> int:
                   if _expanded_mask(other, prod, inits)), None)
         if x is None or len(cons.get(mul.output[0], [])) != 1:
             continue
-        if not done:  # the mask as one float row per text, shared by every pooling
-            axis = numpy_helper.from_array(np.array([1], np.int64), PREFIX + "axis1")
-            model.graph.initializer.append(axis)
-            model.graph.node.extend([
-                helper.make_node("Cast", [MASK], [PREFIX + "mask_f"], to=TensorProto.FLOAT,
-                                 name=PREFIX + "mask/Cast"),
-                helper.make_node("Unsqueeze", [PREFIX + "mask_f", axis.name], [PREFIX + "rows"],
-                                 name=PREFIX + "mask/Unsqueeze"),
-            ])
+        if not rows:  # the mask as one zero-padded float row per text, shared by every pooling
+            _, tokens = b.batch_and_tokens()
+            blocks = b.op("Div", [b.op("Add", [tokens, b.c("block_less_one", block - 1)], "t1"),
+                                  b.c("block", block)], "blocks")
+            extra = b.vec(b.op("Sub", [b.op("Mul", [blocks, b.c("block", block)], "padded"),
+                                       tokens], "extra"), "extra_1")
+            z1 = b.c("z1", [0])
+            mask = b.op("Cast", [MASK], "mask_f", to=TensorProto.FLOAT)
+            mask = b.op("Pad", [mask, b.op("Concat", [z1, z1, z1, extra], "mask_pads", axis=0)],
+                        "mask_p")
+            rows = b.op("Unsqueeze", [mask, b.c("axis1", [1])], "rows")  # [B, 1, T']
+            x_pads = b.op("Concat", [z1, z1, z1, z1, extra, z1], "x_pads", axis=0)
         tag = f"{PREFIX}{done}"
-        red.CopyFrom(helper.make_node("Squeeze", [tag + "_sum", PREFIX + "axis1"],
-                                      list(red.output), name=tag + "/Squeeze"))
-        mul.CopyFrom(helper.make_node("MatMul", [PREFIX + "rows", x], [tag + "_sum"],
-                                      name=tag + "/MatMul"))
+        red.CopyFrom(onnx.helper.make_node("Squeeze", [tag + "_sum", b.c("axis1", [1])],
+                                           list(red.output), name=tag + "/Squeeze"))
+        mul.CopyFrom(onnx.helper.make_node("Pad", [x, x_pads], [tag + "_x"], name=tag + "/Pad"))
+        b.nodes.append(onnx.helper.make_node("MatMul", [rows, tag + "_x"], [tag + "_sum"],
+                                             name=tag + "/MatMul"))
         done += 1
     if done:
+        model.graph.initializer.extend(b.consts.values())
+        model.graph.node.extend(b.nodes)
         G.toposort(model)
         G.prune(model)
     return done
