@@ -11,7 +11,9 @@ sides' vectors (a speed change should not move them)::
 
 ``--long N`` replaces the benchmark documents by N long ones, benchmark documents joined
 and cut at the model's 2,048 tokens by the runtime: a batch of one each (``--chars 3000``
-for documents of about 700 tokens, the length of a large RAG chunk).
+for documents of about 700 tokens, the length of a large RAG chunk). ``--unbounded A``
+plans side A's batches as the runtime did before it kept texts from being padded across
+a length bound (embgemma_plugins/batching.py), to measure what that costs.
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--slices", type=int, default=4, help="turns per pass")
     p.add_argument("--long", type=int, default=0, metavar="N", help="N long documents instead")
     p.add_argument("--chars", type=int, default=12_000, help="characters per --long document")
+    p.add_argument("--unbounded", choices=("A", "B"), help="that side's plan ignores bounds")
     args = p.parse_args(argv)
     models = [EmbeddingGemma(path, build_missing=False) for path in (args.a, args.b)]
     warnings.simplefilter("ignore", TruncationWarning)  # --long documents are cut on purpose
+    if args.unbounded:
+        models["AB".index(args.unbounded)].bounds = ()
     docs = long_documents(args.long, args.chars) if args.long else corpus.documents()
     for m in models:  # warm up both sessions
         m.embed_documents(corpus.documents(8))

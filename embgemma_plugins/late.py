@@ -123,7 +123,7 @@ def run_windows(model: EmbeddingGemma, docs: Sequence[Document]) -> None:
             f"{model.files.onnx} has {', '.join(names)}: it was built before the recipes "
             "listed it. Rebuild it: embgemma export --variant " + str(model.variant)
         )
-    for batch in plan_batches([len(x) for x in ids], model.batch_tokens):
+    for batch in plan_batches([len(x) for x in ids], model.batch_tokens, bounds=model.bounds):
         input_ids, mask = model.tokenizer.pad([ids[i] for i in batch])
         states = run_batch(model.session, input_ids, mask, TOKEN_STATES)
         model.table_pages.release(model.session, input_ids.size)

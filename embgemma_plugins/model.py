@@ -9,13 +9,14 @@ threads: the session is thread-safe and nothing else changes after construction.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from embgemma_plugins.batching import plan_batches
+from embgemma_plugins.batching import path_bounds, plan_batches
 from embgemma_plugins.chunking import Chunk, chunk_texts
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.long import (
@@ -132,6 +133,11 @@ class EmbeddingGemma:
     def providers(self) -> list[str]:
         return list(self.session.get_providers())
 
+    @functools.cached_property
+    def bounds(self) -> tuple[int, ...]:
+        """Padded lengths no batch straddles: where the graph's arithmetic changes path."""
+        return path_bounds(self.session.get_modelmeta().custom_metadata_map)
+
     @property
     def prompts(self) -> PromptTable:
         """The checkpoint's prompt table (loaded on first use)."""
@@ -163,7 +169,7 @@ class EmbeddingGemma:
         ids = encoded.ids if isinstance(encoded, Encoded) else list(encoded)
         out = np.empty((len(ids), self.dimensions), dtype=np.float32)
         lengths = [len(x) for x in ids]
-        for batch in plan_batches(lengths, self.batch_tokens):
+        for batch in plan_batches(lengths, self.batch_tokens, bounds=self.bounds):
             input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
             vectors = run_batch(self.session, input_ids, mask)
             self.table_pages.release(self.session, input_ids.size)

@@ -17,6 +17,7 @@ import onnx
 from . import fusions
 from .attention import attention
 from .heads import flat_heads
+from .pooling import matmul_pooling
 from .rotary import rotary
 from .rowsteps import row_steps
 from .shapes import lean_shapes
@@ -49,6 +50,8 @@ PASSES: dict[str, Pass] = {
     "banded_attention": Pass(
         lambda model, _recipe: banded_attention(model), True, ("attention", "flat_heads")
     ),
+    # the pooled rows, bit for bit the same at any batch size (a quantised head's input)
+    "matmul_pooling": Pass(lambda model, _recipe: matmul_pooling(model), late=True),
     # wraps every Attention a batch of one reaches, the banded ones included: last
     "split_queries": Pass(
         lambda model, _recipe: split_queries(model), True, ("attention", "banded_attention")

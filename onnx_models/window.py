@@ -15,7 +15,10 @@ Shorter sequences, where the window covers everything, take the layer's original
 `Attention` unchanged: an `If` on the sequence length picks the branch, so a short
 query pays no copies. The chunked branch is the same arithmetic: each query sees the
 same keys under the same mask (band and key padding), softmax normalises over the same
-set; only the order of the sums differs (float32 rounding).
+set; only the order of the sums differs (float32 rounding). That difference must not
+depend on batch mates (a short text padded past C + 2W beside a long one would take the
+chunked branch it does not take alone), so the graph records C + 2W in its metadata as a
+bound the runtime's batch planner never pads a text across (embgemma_plugins/batching.py).
 
 The window is read from the graph: a sliding layer's mask has the exporter's band test
 `Less(Abs(Sub(i, j)), W + 1)` upstream. Run it last (after `flat_heads`): it takes q, k
@@ -25,11 +28,14 @@ leaves 4-D (heads-first) attention alone.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from typing import NamedTuple
 
 import onnx
 from onnx import TensorProto, helper
+
+from embgemma_plugins.batching import BOUNDS_KEY
 
 from . import graph as G
 from .builder import Builder
@@ -49,13 +55,23 @@ def banded_attention(model: onnx.ModelProto, chunk: int = CHUNK) -> int:
     if not layers or len(windows) > 1:
         return 0  # no sliding layer, or several windows (not Gemma 3's layout): leave as is
     shared = Builder("band")
-    plan = _plan(shared, chunk, windows.pop())
+    w = windows.pop()
+    plan = _plan(shared, chunk, w)
+    record_bound(model, chunk + 2 * w)  # the If's test: chunked above C + 2W tokens
     model.graph.initializer.extend(shared.consts.values())
     model.graph.node.extend(shared.nodes)
     for node, _ in layers:
         node.CopyFrom(_if(node, plan))
     G.toposort(model)
     return len(layers)
+
+
+def record_bound(model: onnx.ModelProto, bound: int) -> None:
+    """Add `bound` to the padded lengths the graph's metadata lists as changing its path."""
+    entry = next((p for p in model.metadata_props if p.key == BOUNDS_KEY), None)
+    if entry is None:
+        entry = model.metadata_props.add(key=BOUNDS_KEY, value="[]")
+    entry.value = json.dumps(sorted({*json.loads(entry.value), bound}))
 
 
 def _flat(attention: onnx.NodeProto) -> bool:

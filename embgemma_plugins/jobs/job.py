@@ -49,6 +49,8 @@ class Model(Protocol):
     max_length: int
     dimensions: int
 
+    @property
+    def bounds(self) -> tuple[int, ...]: ...
     def tokenize(self, texts: list[str], prompts: str | list[str] = "") -> Any: ...
     def embed_tokens(self, encoded: Any) -> np.ndarray: ...
 
@@ -204,9 +206,10 @@ def embed_chunk(
     lengths = [len(ids[i]) for i in plain]
     vectors = np.empty((len(ids), job.layout.dimensions), dtype=np.float32)
     # One batch at a time, for progress: embed_tokens plans a sorted batch exactly as
-    # it is, so the vectors are the ones a single call on the whole chunk returns.
+    # it is, so the vectors are the ones a single call on the whole chunk returns (and,
+    # as no batch straddles a bound, the ones each text has alone).
     done = 0
-    for batch in plan_batches(lengths, model.batch_tokens):
+    for batch in plan_batches(lengths, model.batch_tokens, bounds=model.bounds):
         rows = [plain[i] for i in batch]
         vectors[rows] = model.embed_tokens([ids[i] for i in rows])
         done += len(batch)

@@ -9,8 +9,9 @@ ones.  Rows go back to their requests' futures on the event loop
 (``call_soon_threadsafe``); the loop itself never runs the model.
 
 A text's row never depends on its batch mates: it is embedded from the same ids as
-``EmbeddingGemma.embed_tokens`` embeds it offline (fp32 is bit-for-bit batch
-invariant; int8 is within its batch-invariance tolerance, see docs/serve.md).
+``EmbeddingGemma.embed_tokens`` embeds it offline, and ``embed_tokens`` never pads a
+text across a length where the arithmetic changes path (docs/variants.md, batch
+invariance), so a text gets its vector alone within float rounding in every variant.
 """
 
 from __future__ import annotations
