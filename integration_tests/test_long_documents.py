@@ -58,7 +58,7 @@ def test_token_states_are_sentence_transformers_tokens_through_its_dense_head(fp
 
 
 def test_whole_pages_on_the_shorter_pages(int8):
-    """Pages of 2,000 to 4,000 tokens (16; kept short for CI: about two minutes) and the
+    """Pages of 2,000 to 4,000 tokens (16, kept few for CI) and the
     queries taken from past their first 2,048 tokens (17): cut at the window, the page
     cannot match them; mean and late see all of it."""
     docs, queries = load()
