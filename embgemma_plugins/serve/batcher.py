@@ -75,8 +75,10 @@ class Batcher:
 
     def __init__(self, embed: Embed, width: int, batch_tokens: int, max_wait_s: float,
                  max_queue_texts: int,
-                 on_batch: Callable[[BatchStats], None] | None = None) -> None:
+                 on_batch: Callable[[BatchStats], None] | None = None,
+                 bounds: tuple[int, ...] = ()) -> None:
         self._embed = embed
+        self.bounds = bounds  # the model's length bounds: batches as the offline path forms
         self._width = width
         self.batch_tokens = batch_tokens
         self.max_wait_s = max_wait_s
@@ -159,7 +161,8 @@ class Batcher:
                     break
                 self._cond.wait(left)
             lengths = [len(it.ids) for it in self._pending]
-            chosen = next(b for b in plan_batches(lengths, self.batch_tokens) if 0 in b)
+            chosen = next(b for b in plan_batches(lengths, self.batch_tokens, bounds=self.bounds)
+                          if 0 in b)
             taken = set(chosen.tolist())
             batch = [self._pending[i] for i in sorted(taken)]
             self._pending = [it for i, it in enumerate(self._pending) if i not in taken]

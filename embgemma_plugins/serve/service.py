@@ -76,7 +76,8 @@ class EmbeddingService:
         self.names = list(dict.fromkeys([*ids, *(Path(i).name for i in ids)]))
         self.tasks = tasks
         self.batcher = Batcher(model.embed_tokens, 768, s.max_batch_tokens,
-                               s.max_wait_ms / 1000, s.max_queue_texts, self._on_batch)
+                               s.max_wait_ms / 1000, s.max_queue_texts, self._on_batch,
+                               model.bounds)
         self.batcher.start()
         self.model = model
         self._loaded.set()
