@@ -21,17 +21,17 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
+from embgemma_plugins.errors import InvalidArgumentError, missing_extra
+
 try:
     from langchain_core.documents import Document
     from langchain_text_splitters import TextSplitter
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        f"EmbeddingGemmaTextSplitter needs LangChain's text splitters ({e.name} is missing): "
-        "pip install 'embgemma-plugins[langchain]'"
+    raise missing_extra(
+        e, "EmbeddingGemmaTextSplitter needs LangChain's text splitters", "langchain"
     ) from e
 
 from embgemma_plugins.chunking import check_sizes
-from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.long import CHUNK_OVERLAP, CHUNK_TOKENS
 from embgemma_plugins.splitting import DocumentChunker
 from embgemma_plugins.store.layout import DEFAULT_MODEL

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from embgemma_plugins.errors import missing_extra
+
 try:
     from llama_index.core.node_parser.interface import NodeParser
     from llama_index.core.node_parser.node_utils import build_nodes_from_splits
@@ -25,10 +27,7 @@ try:
     from llama_index.core.utils import get_tqdm_iterable
     from pydantic import Field, PrivateAttr, model_validator
 except ImportError as e:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        f"EmbeddingGemmaNodeParser needs LlamaIndex ({e.name} is missing): "
-        "pip install 'embgemma-plugins[llamaindex]'"
-    ) from e
+    raise missing_extra(e, "EmbeddingGemmaNodeParser needs LlamaIndex", "llamaindex") from e
 
 from embgemma_plugins.chunking import check_sizes
 from embgemma_plugins.long import CHUNK_OVERLAP, CHUNK_TOKENS
