@@ -53,7 +53,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
               "trusted).")
 def models(as_json: bool, verify: bool) -> None:
     """List the model variants in the model store ($EMBGEMMA_HOME), checking each
-    file against its manifest (a damaged variant is listed as DAMAGED, exit code 1).
+    file against its manifest (a damaged variant is listed as DAMAGED, exit code 1; one
+    built by an older pipeline or recipe as STALE, with the command that rebuilds it).
 
     \b
     Examples:
@@ -67,17 +68,19 @@ def models(as_json: bool, verify: bool) -> None:
     found = list_variants()
     damage = {v.path: check_folder(v.path, v.manifest, use_stamps=not verify).bad
               for v in found}
+    stale = {v.path: v.manifest.stale() for v in found}
     if as_json:
         click.echo(json.dumps([
             {"model": v.manifest.model_id, "revision": v.manifest.revision,
              "variant": v.manifest.variant, "size_bytes": v.size_bytes,
              "fidelity": v.manifest.fidelity, "path": str(v.path),
-             "damaged": damage[v.path]} for v in found], indent=2))
+             "damaged": damage[v.path], "stale": stale[v.path]} for v in found], indent=2))
     elif not found:
         click.echo(f"no variants in {store_root()}; build one with: embgemma export --variant fp32")
     else:
         rows = [[v.manifest.model_id, v.manifest.variant, human_size(v.size_bytes),
-                 "DAMAGED" if damage.get(v.path) else fidelity_text(v.manifest.fidelity),
+                 "DAMAGED" if damage.get(v.path) else
+                 "STALE" if stale[v.path] else fidelity_text(v.manifest.fidelity),
                  str(v.path)] for v in found]
         click.echo(table(rows, ["MODEL", "VARIANT", "SIZE", "FIDELITY", "PATH"]))
     bad = [v for v in found if damage.get(v.path)]
@@ -85,6 +88,11 @@ def models(as_json: bool, verify: bool) -> None:
         files = "; ".join(f"{name}: {why}" for name, why in damage[v.path].items())
         click.echo(f"damaged: {v.path}: {files}\n  replace it with: "
                    f"{repair_command(v.path, v.manifest)}", err=True)
+    for v in found:
+        if stale[v.path] and not damage.get(v.path):
+            click.echo(f"stale: {v.path}: {stale[v.path]}\n  rebuild it with: "
+                       f"{repair_command(v.path, v.manifest)} (or use it once with the export "
+                       "extra installed: it is rebuilt first)", err=True)
     if verify and not as_json:
         click.echo(f"verified {len(found) - len(bad)} of {len(found)} variant(s)", err=True)
     if bad:

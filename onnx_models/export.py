@@ -33,7 +33,7 @@ from embgemma_plugins.prompts import PROMPTS_FILE, PromptTable
 from embgemma_plugins.store.checkpoint import resolve_checkpoint
 from embgemma_plugins.store.layout import DEFAULT_MODEL, ONNX_FILE, is_variant_dir, variant_dir
 from embgemma_plugins.store.manifest import Manifest
-from embgemma_plugins.store.registry import check_variant
+from embgemma_plugins.store.registry import check_variant, info, recipe_digest
 from embgemma_plugins.store.resolve import TOKENIZER_FILE
 from embgemma_plugins.tokenizer import Tokenizer
 
@@ -148,7 +148,8 @@ def export_variant(
     The variant is measured against the fp32 reference; one that misses its bar
     raises :class:`BelowBarError` and is not installed, unless ``allow_below_bar``.
     A lock file beside the target serialises concurrent builds of one variant;
-    with ``if_missing`` a variant another process finished meanwhile is kept.
+    with ``if_missing`` a variant another process finished meanwhile is kept, unless it is
+    stale (built by an older pipeline or recipe: ``Manifest.stale``).
     ``progress``: a :class:`Steps` or any ``say(message)`` (default: lines and bars on
     stderr); ``verbose``: show the output and warnings of torch and the exporter.
     """
@@ -157,7 +158,7 @@ def export_variant(
     target = Path(out) if out else variant_dir(model, variant)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if if_missing and is_variant_dir(target):
+        if if_missing and is_variant_dir(target) and not Manifest.read(target).stale():
             return target
         _build(model, variant, target, steps, allow_below_bar, corpus, verbose)
     steps(f"{variant} variant ready in {target}")
@@ -210,6 +211,7 @@ def _build(
             revision=revision,
             variant=variant,
             recipe=recipe,
+            recipe_sha256=recipe_digest(info(variant).table),
             versions=package_versions(),
             prompts=prompts,
             fidelity=fidelity,

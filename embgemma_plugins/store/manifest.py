@@ -4,6 +4,11 @@ A manifest lets anyone trace a vector back to its source: the checkpoint's repo 
 and revision, the recipe, the sha256 of every file in the folder, the package
 versions that built it, the prompt table, and the fidelity measured against the
 fp32 reference at export time.
+
+It also records the build pipeline's version (``pipeline``) and the digest of the recipe
+table it was built by (``recipe_sha256``): a store variant built by an older pipeline, or
+by a recipe since changed, is *stale* (:meth:`Manifest.stale`) and is rebuilt before use
+where the ``export`` extra is installed (``store/resolve.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,12 @@ from embgemma_plugins.errors import ModelNotFoundError
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
+#: The version of the build pipeline (the passes of ``onnx_models``): raised whenever a
+#: change to them changes what a variant computes or carries, so that variants built before
+#: it are rebuilt. 0: a manifest that does not say (built before the field existed).
+#: 1: length bounds in the graph's metadata (batch invariance) and the ``token_states``
+#: output (late chunking).
+PIPELINE = 1
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -42,6 +53,8 @@ class Manifest:
     fidelity: dict[str, Any] | None = None
     build: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    pipeline: int = PIPELINE
+    recipe_sha256: str | None = None  # registry.recipe_digest of the table it was built by
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
@@ -61,6 +74,8 @@ class Manifest:
         except json.JSONDecodeError as e:
             raise ModelNotFoundError(f"{path} is not valid JSON: {e}") from None
         known = set(cls.__dataclass_fields__)
+        if isinstance(data, dict):
+            data.setdefault("pipeline", 0)  # written before the pipeline was recorded
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as e:
@@ -82,3 +97,16 @@ class Manifest:
             if not path.is_file() or sha256_file(path) != digest:
                 bad.append(name)
         return bad
+
+    def stale(self) -> str | None:
+        """Why a variant built by this record is out of date, or ``None`` if it is not: built
+        by an older build pipeline, or by a recipe table that has since changed."""
+        from embgemma_plugins.store.registry import recipe_digest, registry
+
+        if self.pipeline < PIPELINE:
+            return (f"it was built by build pipeline {self.pipeline}, and this version of "
+                    f"embgemma-plugins builds pipeline {PIPELINE}")
+        known = registry().get(self.variant)
+        if known and self.recipe_sha256 and self.recipe_sha256 != recipe_digest(known.table):
+            return f"its recipe has changed since it was built (recipe {self.recipe_sha256[:12]})"
+        return None

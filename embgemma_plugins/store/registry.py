@@ -9,6 +9,8 @@ runtime reads only the keys below, so a new variant is a new table there and no 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -49,6 +51,14 @@ class VariantInfo:
     community_file: str | None  # onnx/<file> in the onnx-community layout
     table: Mapping[str, Any]  # the whole table: the build reads its recipe from it
     build: BuildCost | None = None  # told to a user before a build on first use
+
+
+def recipe_digest(table: Mapping[str, Any]) -> str:
+    """The sha256 of a variant's build recipe (its table without the registry's keys), as a
+    manifest records it: a changed recipe makes the variants built by it stale."""
+    recipe = {k: v for k, v in table.items() if k not in REGISTRY_KEYS}
+    text = json.dumps(recipe, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def recipes_path() -> Path:

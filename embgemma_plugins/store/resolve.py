@@ -143,6 +143,36 @@ def first_use_message(model: str | Path, variant: str, tried: Sequence[str] = ()
             f"embgemma: {PREBUILT_HINT}")
 
 
+_WARNED: set[Path] = set()
+
+
+def _warn_stale(files: ModelFiles, why: str) -> None:
+    """Say once per process that a stale store variant is used as it is (no builder here)."""
+    if files.root in _WARNED or files.manifest is None:
+        return
+    _WARNED.add(files.root)
+    fix = repair_command(files.root, files.manifest)
+    print(f"embgemma: warning: the {files.manifest.variant} variant in {files.root} is stale: "
+          f"{why}. It is used as it is; rebuild it with `{fix}` (the export extra) for what "
+          "this version computes (docs/variants.md).", file=sys.stderr, flush=True)
+
+
+def _stored(folder: Path, model: str | Path, variant: str, build_missing: bool) -> ModelFiles:
+    """The store variant in ``folder``; a stale one is rebuilt first where a builder is
+    installed (and allowed), else used with a warning."""
+    files = model_files(folder, folder / ONNX_FILE)
+    why = files.manifest.stale() if files.manifest else None
+    build = builder() if why and build_missing else None
+    if why is None or build is None:
+        if why:
+            _warn_stale(files, why)
+        return files
+    print(f"embgemma: the {variant} variant of {model} in the store is stale: {why}. "
+          "Rebuilding it.", file=sys.stderr, flush=True)
+    built = build(model, variant)
+    return model_files(built, built / ONNX_FILE)
+
+
 def locate(
     model: str | Path,
     variant: str | None,
@@ -178,7 +208,7 @@ def locate(
     wanted = variant or default_variant()
     stored = variant_dir(path if is_local else str(model), wanted)
     if revision is None and (stored / ONNX_FILE).is_file():
-        return model_files(stored, stored / ONNX_FILE)
+        return _stored(stored, path if is_local else str(model), wanted, build_missing)
     tried: list[str] = []
     if not is_local:
         files = _prebuilt(str(model), variant, revision, None, tried)
