@@ -118,9 +118,12 @@ def test_read_only_folder_is_a_usage_error(tiny_model, tmp_path, corpus):
 
 
 def holder(tiny_model: Path, out: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """A run reading stdin, returned once it holds OUT's lock."""
+    """A run reading stdin, returned once it holds OUT's lock. SIGINT is restored to its
+    default in the child: a suite started in the background (``cmd &``) ignores SIGINT, and
+    Python keeps an inherited SIG_IGN, so the run would never see the interrupt."""
     proc = subprocess.Popen(embed_command("-", out, "--model", str(tiny_model), "--threads", "1",
-                                          *extra), stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                                          *extra), stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not owner_path(out).is_file() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
