@@ -62,8 +62,9 @@ from .embed_run import execute
               help="One output row per chunk of each text: chunks of at most N tokens with "
                    "the prompt, cut at paragraphs, sentences, lines, words (columns id, "
                    "chunk, start, end: character offsets).")
-@click.option("--chunk-overlap", type=click.IntRange(min=0), default=64, show_default=True,
-              metavar="M", help="Tokens neighbouring chunks share (with --chunk-tokens).")
+@click.option("--chunk-overlap", type=click.IntRange(min=0), metavar="M",
+              help="Tokens neighbouring chunks share (with --chunk-tokens; default 64, or "
+                   "half of N when less).")
 @click.option("--late", is_flag=True,
               help="Chunk vectors by late chunking: each text through the model once, each "
                    "chunk pooled from it (with --chunk-tokens).")

@@ -45,8 +45,17 @@ def count_tokens(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
     return tokenizer.encode(texts, MIN_LENGTH).lengths  # lengths are before truncation
 
 
-def check_sizes(max_tokens: int, overlap: int) -> None:
+#: Tokens neighbouring chunks share unless told: 64, or half of ``max_tokens`` when that is
+#: less (so any chunk size works without naming an overlap).
+OVERLAP = 64
+
+
+def check_sizes(max_tokens: int, overlap: int | None) -> int:
+    """The overlap to use (``None``: the default) for chunks of ``max_tokens``; a size out
+    of range is an error naming it."""
     for name, value in (("max_tokens", max_tokens), ("overlap", overlap)):
+        if name == "overlap" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise InvalidArgumentError(f"{name} must be an integer, got {value!r}")
     if not MIN_LENGTH + MIN_BUDGET <= max_tokens <= WINDOW:
@@ -54,10 +63,13 @@ def check_sizes(max_tokens: int, overlap: int) -> None:
             f"max_tokens must be in {MIN_LENGTH + MIN_BUDGET}..{WINDOW} (the model's window), "
             f"got {max_tokens}"
         )
+    if overlap is None:
+        return min(OVERLAP, max_tokens // 2)
     if not 0 <= overlap <= max_tokens // 2:
         raise InvalidArgumentError(
             f"overlap must be in 0..{max_tokens // 2} (half of max_tokens), got {overlap}"
         )
+    return int(overlap)
 
 
 def chunk_texts(
@@ -65,11 +77,12 @@ def chunk_texts(
     texts: Sequence[str],
     prompts: Sequence[str],
     max_tokens: int = 512,
-    overlap: int = 64,
+    overlap: int | None = None,
 ) -> list[list[Chunk]]:
     """The chunks of each text, with ``prompts[i]`` the prompt ``texts[i]`` is embedded
-    with. A text that fits whole is one chunk; an empty text is one empty chunk."""
-    check_sizes(max_tokens, overlap)
+    with. A text that fits whole is one chunk; an empty text is one empty chunk.
+    ``overlap``: default :data:`OVERLAP` tokens, or half of ``max_tokens`` when less."""
+    overlap = check_sizes(max_tokens, overlap)
     if len(prompts) != len(texts):
         raise InvalidArgumentError(f"{len(prompts)} prompts for {len(texts)} texts")
     out = []
@@ -82,10 +95,10 @@ def chunk_texts(
 
 
 def chunk_text(
-    tokenizer: Tokenizer, text: str, prompt: str, max_tokens: int = 512, overlap: int = 64
+    tokenizer: Tokenizer, text: str, prompt: str, max_tokens: int = 512, overlap: int | None = None
 ) -> list[Chunk]:
     """The chunks of one text (see the module docstring)."""
-    splitter = _Splitter(tokenizer, text, prompt, max_tokens, overlap)
+    splitter = _Splitter(tokenizer, text, prompt, max_tokens, check_sizes(max_tokens, overlap))
     return splitter.run()
 
 

@@ -32,7 +32,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     ) from e
 
 from embgemma_plugins.chunking import check_sizes
-from embgemma_plugins.long import CHUNK_OVERLAP, CHUNK_TOKENS
+from embgemma_plugins.long import CHUNK_TOKENS
 from embgemma_plugins.splitting import DocumentChunker
 from embgemma_plugins.store.layout import DEFAULT_MODEL
 
@@ -44,7 +44,8 @@ class EmbeddingGemmaTextSplitter(TextSplitter):
 
     Args:
         chunk_size: tokens per chunk, prompt, BOS and EOS included.
-        chunk_overlap: about this many tokens are shared by neighbouring chunks.
+        chunk_overlap: about this many tokens are shared by neighbouring chunks (default
+            64, or half of ``chunk_size`` when less).
         model, variant: the model whose tokenizer and prompt table cut the text (only
             those two files are read; no ONNX session is opened).
         title_key: metadata key of a document's title (its chunks get its prompt).
@@ -53,14 +54,14 @@ class EmbeddingGemmaTextSplitter(TextSplitter):
     def __init__(
         self,
         chunk_size: int = CHUNK_TOKENS,
-        chunk_overlap: int = CHUNK_OVERLAP,
+        chunk_overlap: int | None = None,
         *,
         model: str = DEFAULT_MODEL,
         variant: str | None = None,
         title_key: str | None = None,
         **kwargs: Any,
     ) -> None:
-        check_sizes(chunk_size, chunk_overlap)
+        chunk_overlap = check_sizes(chunk_size, chunk_overlap)
         if kwargs.pop("length_function", None) is not None:
             raise InvalidArgumentError("length_function is the model's tokenizer here")
         self._chunker = DocumentChunker(model, variant)

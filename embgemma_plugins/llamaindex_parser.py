@@ -30,7 +30,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess test
     raise missing_extra(e, "EmbeddingGemmaNodeParser needs LlamaIndex", "llamaindex") from e
 
 from embgemma_plugins.chunking import check_sizes
-from embgemma_plugins.long import CHUNK_OVERLAP, CHUNK_TOKENS
+from embgemma_plugins.long import CHUNK_TOKENS
 from embgemma_plugins.splitting import DocumentChunker
 from embgemma_plugins.store.layout import DEFAULT_MODEL
 
@@ -41,7 +41,9 @@ class EmbeddingGemmaNodeParser(NodeParser):
     """Token-exact nodes for EmbeddingGemma (see the module docstring)."""
 
     chunk_size: int = Field(default=CHUNK_TOKENS, description="Tokens per chunk, prompt included.")
-    chunk_overlap: int = Field(default=CHUNK_OVERLAP, description="Tokens shared by neighbours.")
+    chunk_overlap: int | None = Field(
+        default=None, description="Tokens shared by neighbours (default 64, or half of "
+        "chunk_size when less).")
     model: str = Field(default=DEFAULT_MODEL, description="Hub id or folder of the model.")
     variant: str | None = Field(default=None, description="Variant (default: the store's).")
     title_key: str | None = Field(default=None, description="Metadata key of the title.")
@@ -50,7 +52,7 @@ class EmbeddingGemmaNodeParser(NodeParser):
 
     @model_validator(mode="after")
     def _check(self) -> EmbeddingGemmaNodeParser:
-        check_sizes(self.chunk_size, self.chunk_overlap)
+        self.chunk_overlap = check_sizes(self.chunk_size, self.chunk_overlap)
         self._chunker = DocumentChunker(self.model, self.variant)
         return self
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embgemma_plugins.chunking import Chunk, chunk_texts
+from embgemma_plugins.chunking import Chunk, check_sizes, chunk_texts
 from embgemma_plugins.errors import InvalidArgumentError, TruncationWarning
 from embgemma_plugins.late import late_vectors
 from embgemma_plugins.maths import l2_normalise
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from embgemma_plugins.model import EmbeddingGemma
 
 POLICIES = ("truncate", "error", "mean", "late")
-CHUNK_TOKENS, CHUNK_OVERLAP = 512, 64
+CHUNK_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def embed_long(
     prompts: list[str],
     long: str = "truncate",
     chunk_tokens: int = CHUNK_TOKENS,
-    overlap: int = CHUNK_OVERLAP,
+    overlap: int | None = None,
 ) -> np.ndarray:
     """Vectors of ``texts`` (embedded with ``prompts``) under the policy ``long``."""
     check_policy(long)
@@ -90,11 +90,11 @@ def embed_long(
     return out
 
 
-def mean_chunking(max_length: int, chunk_tokens: int, overlap: int) -> tuple[int, int]:
+def mean_chunking(max_length: int, chunk_tokens: int, overlap: int | None) -> tuple[int, int]:
     """The chunk size and overlap ``mean`` uses: at most the model's window, and an
-    overlap of at most half a chunk."""
+    overlap of at most half a chunk (``None``: the chunker's default for that size)."""
     size = min(chunk_tokens, max_length)
-    return size, min(overlap, size // 2)
+    return size, check_sizes(size, None if overlap is None else min(overlap, size // 2))
 
 
 def weighted_mean(item: Chunked) -> np.ndarray:
@@ -110,7 +110,7 @@ def embed_chunks(
     texts: list[str],
     prompts: list[str],
     max_tokens: int = CHUNK_TOKENS,
-    overlap: int = CHUNK_OVERLAP,
+    overlap: int | None = None,
     late: bool = False,
 ) -> list[Chunked]:
     """Each text's chunks and their vectors: every chunk embedded as a text of its own

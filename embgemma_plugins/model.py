@@ -20,7 +20,6 @@ from embgemma_plugins.batching import path_bounds, plan_batches
 from embgemma_plugins.chunking import Chunk, chunk_texts
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.long import (
-    CHUNK_OVERLAP,
     CHUNK_TOKENS,
     Chunked,
     check_policy,
@@ -234,18 +233,19 @@ class EmbeddingGemma:
                 for t in titles]
 
     def chunk(
-        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP,
+        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int | None = None,
         titles: Sequence[str | None] | None = None,
     ) -> list[list[Chunk]]:
         """Each text's chunks: ``start``/``end`` character offsets into it, each at most
         ``max_tokens`` tokens with the document prompt, BOS and EOS, about ``overlap``
-        tokens shared by neighbours, cut at paragraphs, then sentences, lines, words."""
+        tokens (default 64, or half of ``max_tokens`` if less) shared by neighbours, cut at
+        paragraphs, then sentences, lines, words."""
         items = check_texts(texts)
         return chunk_texts(self.tokenizer, items, self.document_prompts(items, titles),
                            max_tokens, overlap)
 
     def embed_chunks(
-        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int = CHUNK_OVERLAP,
+        self, texts: Sequence[str], max_tokens: int = CHUNK_TOKENS, overlap: int | None = None,
         titles: Sequence[str | None] | None = None, *, late: bool = False,
     ) -> list[Chunked]:
         """Each text's chunks (:meth:`chunk`) and their vectors: each chunk embedded on

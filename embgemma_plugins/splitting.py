@@ -49,7 +49,9 @@ class DocumentChunker:
         """The document prompt: ``title: {title or none} | text: ``."""
         return self._load()[1].document_prompt(title)
 
-    def chunk(self, text: str, prompt: str, max_tokens: int, overlap: int) -> list[Chunk]:
+    def chunk(
+        self, text: str, prompt: str, max_tokens: int, overlap: int | None = None
+    ) -> list[Chunk]:
         return chunk_text(self.tokenizer, text, prompt, max_tokens, overlap)
 
     def count(self, text: str, prompt: str = "") -> int:

@@ -9,7 +9,7 @@ import sentencepiece as spm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embgemma_plugins.chunking import Chunk, chunk_text, chunk_texts
+from embgemma_plugins.chunking import Chunk, check_sizes, chunk_text, chunk_texts
 from embgemma_plugins.errors import InvalidArgumentError
 from embgemma_plugins.tokenizer import Tokenizer
 from tests.chunk_strategies import CJK, CODE, EVERY_KIND, LONG_WORDS, PROSE
@@ -133,6 +133,16 @@ def test_titles_change_the_budget(tok):
     longer = chunk_text(tok, text, titled, 64, 0)
     assert len(longer) > len(plain)
     assert max(c.tokens for c in longer) <= 64
+
+
+def test_the_default_overlap_fits_any_chunk_size(tok):
+    assert [check_sizes(n, None) for n in (2048, 512, 128, 100, 40, 11)] == [64, 64, 64, 50, 20, 5]
+    assert check_sizes(40, 0) == 0 and check_sizes(40, 20) == 20  # a given overlap is kept
+    text = "Readability counts. Errors should never pass silently. " * 40
+    chunks = chunk_text(tok, text, PROMPT, 40)  # no overlap named: 20 tokens, not an error
+    assert len(chunks) > 2 and max(c.tokens for c in chunks) <= 40
+    assert all(b.start < a.end for a, b in itertools.pairwise(chunks))  # neighbours overlap
+    assert chunk_texts(tok, [text], [PROMPT], 40) == [chunks]
 
 
 def test_bad_sizes_and_texts_are_named(tok):

@@ -79,6 +79,17 @@ def test_chunk_rows_are_the_api_chunks_with_exact_offsets(tmp_path, tiny_model, 
     assert meta["rows"] == len(got) and meta["input_rows"] == len(rows)
 
 
+def test_small_chunks_take_an_overlap_that_fits(tmp_path, tiny_model, tiny_gemma, docs):
+    """No --chunk-overlap with --chunk-tokens under 128: half a chunk, not a usage error."""
+    src, rows = docs
+    out = tmp_path / "small.parquet"
+    embed(tiny_model, src, out, "--chunk-tokens", "40")
+    assert read_metadata(out)["chunking"]["overlap"] == 20
+    expected = tiny_gemma.chunk([r["text"] for r in rows], 40, 20)
+    got = pq.read_table(out, columns=["start", "end"]).to_pylist()
+    assert [(g["start"], g["end"]) for g in got] == [(c.start, c.end) for e in expected for c in e]
+
+
 def test_killed_chunk_row_runs_resume_to_the_same_bytes(tmp_path, tiny_model, docs):
     src, _ = docs
     extra = ["--chunk-tokens", "128", "--late", "--keep-text", "--chunk-rows", "1"]
@@ -134,6 +145,7 @@ def test_long_mean_and_late_are_the_api_vectors(tmp_path, tiny_model, docs, poli
 @pytest.mark.parametrize(("extra", "message"), [
     (["--late"], "--late needs --chunk-tokens"),
     (["--keep-text"], "--keep-text needs --chunk-tokens"),
+    (["--chunk-overlap", "8"], "--chunk-overlap needs --chunk-tokens"),
     (["--chunk-tokens", "300", "--max-length", "256"], "--chunk-tokens 300 is more than"),
     (["--chunk-tokens", "64", "--chunk-overlap", "40"], "--chunk-overlap must be in 0..32"),
     (["--chunk-tokens", "64", "--long", "mean"], "--long is for whole texts"),

@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from embgemma_plugins.chunking import OVERLAP
 from embgemma_plugins.errors import InvalidArgumentError, TruncationWarning
-from embgemma_plugins.long import CHUNK_OVERLAP, CHUNK_TOKENS, mean_chunking
+from embgemma_plugins.long import CHUNK_TOKENS, mean_chunking
 from tests.conftest import cosines
 from tests.test_late import long_text
 
@@ -54,7 +55,7 @@ def test_mean_is_the_token_weighted_mean_of_the_chunk_vectors(short_window):
     (fits,) = short_window.embed_chunks([TEXTS[0]], 96, 48)
     assert len(fits.chunks) == 1
     np.testing.assert_allclose(got[0], short_window.embed_documents([TEXTS[0]])[0], atol=1e-6)
-    size, overlap = mean_chunking(96, CHUNK_TOKENS, CHUNK_OVERLAP)
+    size, overlap = mean_chunking(96, CHUNK_TOKENS, OVERLAP)
     assert (size, overlap) == (96, 48)
     for i in (1, 3):
         (item,) = short_window.embed_chunks([TEXTS[i]], size, overlap)

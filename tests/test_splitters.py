@@ -53,6 +53,18 @@ def test_langchain_splitter_gives_exact_offsets_within_the_token_budget(tiny_mod
     assert np.allclose(np.linalg.norm(np.array(vectors), axis=1), 1, atol=1e-5)
 
 
+def test_small_chunk_sizes_default_to_half_a_chunk_of_overlap(tiny_model, tiny_gemma):
+    splitter = EmbeddingGemmaTextSplitter(chunk_size=40, model=str(tiny_model))
+    parser = EmbeddingGemmaNodeParser(chunk_size=40, model=str(tiny_model))
+    assert (splitter._chunk_overlap, parser.chunk_overlap) == (20, 20)
+    assert EmbeddingGemmaNodeParser(model=str(tiny_model)).chunk_overlap == 64
+    text = long_text(10)
+    expected = [c.text for c in tiny_gemma.chunk([text], 40, 20)[0]]
+    assert splitter.split_text(text) == expected
+    nodes = parser.get_nodes_from_documents([LIDocument(text=text)])
+    assert [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes] == expected
+
+
 def test_llamaindex_parser_budgets_what_the_embedding_embeds(tiny_model, tiny_gemma, count):
     embed_model = EmbeddingGemmaEmbedding(model=str(tiny_model), title_key="title")
     parser = EmbeddingGemmaNodeParser.from_embedding(embed_model, chunk_size=80, chunk_overlap=8)

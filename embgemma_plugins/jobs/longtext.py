@@ -24,7 +24,7 @@ import numpy as np
 
 from embgemma_plugins.chunking import Chunk
 from embgemma_plugins.jobs.records import Record, Reject
-from embgemma_plugins.long import CHUNK_OVERLAP, embed_chunks, embed_long
+from embgemma_plugins.long import embed_chunks, embed_long
 
 if TYPE_CHECKING:
     from embgemma_plugins.model import EmbeddingGemma
@@ -37,7 +37,7 @@ class ChunkRows:
     """``--chunk-tokens``: one output row per chunk of each text."""
 
     tokens: int
-    overlap: int = CHUNK_OVERLAP
+    overlap: int | None = None  # the chunker's default for ``tokens``
     late: bool = False
     keep_text: bool = False
 

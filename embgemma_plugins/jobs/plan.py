@@ -20,7 +20,6 @@ from embgemma_plugins.jobs.output import Layout
 from embgemma_plugins.jobs.readers import STDIN, detect_format
 from embgemma_plugins.jobs.records import FieldSpec
 from embgemma_plugins.jobs.workdir import WorkDir
-from embgemma_plugins.long import CHUNK_OVERLAP
 from embgemma_plugins.settings import ModelSettings
 from embgemma_plugins.store.layout import DEFAULT_MODEL
 from embgemma_plugins.tokenizer import MAX_LENGTH
@@ -56,7 +55,7 @@ class EmbedOptions:
     on_error: str = "error"
     on_long: str = "truncate"  # --long: truncate, error, mean or late
     chunk_tokens: int | None = None  # one output row per chunk of this many tokens
-    chunk_overlap: int = CHUNK_OVERLAP
+    chunk_overlap: int | None = None  # the chunker's default for chunk_tokens
     late: bool = False  # chunk vectors by late chunking
     keep_text: bool = False  # the chunk's text in the output
     rejects: Path | None = None
@@ -87,7 +86,8 @@ class EmbedOptions:
         """The chunk-row options (``None``: one row per input row)."""
         if self.chunk_tokens is None:
             return None
-        return ChunkRows(self.chunk_tokens, self.chunk_overlap, self.late, self.keep_text)
+        return ChunkRows(self.chunk_tokens, check_sizes(self.chunk_tokens, self.chunk_overlap),
+                         self.late, self.keep_text)
 
     def layout(self, dimensions: int) -> Layout:
         """The output's columns for embeddings of ``dimensions``."""
@@ -171,7 +171,7 @@ def check_long_options(o: EmbedOptions) -> None:
         raise InvalidArgumentError(f"--long must be one of {', '.join(LONG_POLICIES)}")
     if o.chunk_tokens is None:
         for flag, given in (("--late", o.late), ("--keep-text", o.keep_text),
-                            ("--chunk-overlap", o.chunk_overlap != CHUNK_OVERLAP)):
+                            ("--chunk-overlap", o.chunk_overlap is not None)):
             if given:
                 raise InvalidArgumentError(f"{flag} needs --chunk-tokens (one row per chunk)")
         return
@@ -234,5 +234,6 @@ def chunking_record(o: EmbedOptions) -> dict[str, Any] | None:
     """The chunk-row options as the output's metadata records them."""
     if o.chunk_tokens is None:
         return None
-    return {"max_tokens": o.chunk_tokens, "overlap": o.chunk_overlap, "late": o.late,
+    overlap = check_sizes(o.chunk_tokens, o.chunk_overlap)
+    return {"max_tokens": o.chunk_tokens, "overlap": overlap, "late": o.late,
             "keep_text": o.keep_text, "offsets": "characters (Python str indices)"}
