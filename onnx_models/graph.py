@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -144,17 +145,23 @@ def prune(model: onnx.ModelProto) -> None:
     """Remove nodes and initializers that do not contribute to a graph output."""
     g = model.graph
     needed = {o.name for o in g.output}
-    live = []
-    for n in reversed(g.node):
+    dead = [True] * len(g.node)
+    for i in reversed(range(len(g.node))):
+        n = g.node[i]
         if any(o in needed for o in n.output):
-            live.append(n)
+            dead[i] = False
             needed.update(reads(n))
-    live.reverse()
-    del g.node[:]
-    g.node.extend(live)
-    inits = [t for t in g.initializer if t.name in needed]
-    del g.initializer[:]
-    g.initializer.extend(inits)
+    drop(g.node, dead)
+    drop(g.initializer, [t.name not in needed for t in g.initializer])
+
+
+def drop(items: Any, gone: list[bool]) -> None:
+    """Delete the flagged items of a repeated field in place, keeping the others' order.
+    Rebuilding the field instead (``del items[:]`` then ``extend``) copies every kept message,
+    and protobuf keeps the old ones' memory until the model goes: for the initializers, a
+    second copy of every weight (1.2 GB of the fp32 model) per rebuild."""
+    for i in reversed([i for i, flag in enumerate(gone) if flag]):
+        del items[i]
 
 
 def fold_dense_head(model: onnx.ModelProto) -> int:
