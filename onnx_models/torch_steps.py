@@ -2,7 +2,8 @@
 ``python -m embgemma_plugins.onnx_models.torch_steps JOB ARGS...``.
 
 ``optimum CHECKPOINT OUT``: the Optimum export of the whole sentence-transformers pipeline,
-lean (:func:`lean_export`), its weights in ``OUT/model.onnx.data``.
+lean (:func:`lean_export`), its weights in ``OUT/model.onnx.data`` and the token-embedding
+table in ``OUT/embedding-table.npy``.
 ``reference CHECKPOINT CORPUS OUT.npy``: sentence-transformers' vectors of the corpus.
 Counts go to stdout as ``@embgemma done N`` lines (``child.PREFIX``).
 """
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+import onnx
 
 from .child import PREFIX
 
@@ -32,9 +36,9 @@ def lean_export(checkpoint: Path, out: Path) -> Path:
     its protobuf, the serialised bytes, their Python copy, a parse of them): 4.5 to 5.5 GB
     with the table, which it only ever copies. So the exporter gets a table of its first
     ``STAND_IN_ROWS`` rows (and the model config a vocabulary of as many, for the exporter's
-    dummy inputs), and the real table's float32 bytes are put back in the graph afterwards:
-    the same file, less than half the memory. Returns ``out/model.onnx``, its weights in
-    ``model.onnx.data``."""
+    dummy inputs), and the graph then reads the real table from the ``.npy`` file it was held
+    in (:func:`refer_to`): the same graph once loaded, less than half the memory. Returns
+    ``out/model.onnx``, its weights in ``model.onnx.data`` and ``embedding-table.npy``."""
     import numpy as np
     import torch
     from optimum.exporters.tasks import TasksManager
@@ -69,12 +73,26 @@ def lean_export(checkpoint: Path, out: Path) -> Path:
     if len(stand_ins) != 1:
         raise RuntimeError(f"expected one {STAND_IN_ROWS}-row embedding table in the export, "
                            f"found {[t.name for t in stand_ins]}")
-    stand_ins[0].dims[:] = table.shape
-    stand_ins[0].raw_data = table.tobytes()
+    refer_to(stand_ins[0], table, held.name)
     del table
-    held.unlink()
-    G.save(model, onnx_path)
+    G.save(model, onnx_path)  # the other weights into model.onnx.data; the table stays put
     return onnx_path
+
+
+def refer_to(tensor: Any, table: Any, location: str) -> None:
+    """Make ``tensor`` the array ``table`` (a ``.npy`` file mapped by ``np.load(mmap_mode="r")``)
+    in place: ONNX external data at the array's offset in its file. Copying the 805 MB table
+    into the graph instead (its bytes, then protobuf's copy of them) took 1.6 GB."""
+    if table.dtype.str != "<f4" or not table.flags.c_contiguous:
+        raise RuntimeError(f"the held embedding table is {table.dtype.str}, not C-order <f4")
+    tensor.dims[:] = table.shape
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    del tensor.external_data[:]
+    for key, value in (("location", location), ("offset", table.offset),
+                       ("length", table.nbytes)):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, str(value)
 
 
 def main(argv: list[str]) -> None:
