@@ -63,9 +63,11 @@ def test_a_changed_recipe_makes_its_variants_stale(tiny_model: Path, tmp_path: P
     why = manifest.stale()
     assert why is not None and why.startswith("its recipe has changed since it was built")
     # The registry's own keys (bar, build cost) are not the recipe: no rebuild for them.
-    recipes.write_text(text.replace("build = { minutes = 6, peak_gb = 6 }",
-                                    "build = { minutes = 9, peak_gb = 7 }", 1), encoding="utf-8")
-    assert info("fp32").build is not None and info("fp32").build.minutes == 9
+    costs = tmp_path / "costs.toml"  # a new file: the registry caches by path and mtime
+    costs.write_text(re.sub(r"(?m)^build = \{.*\}$", "build = { minutes = 99, peak_gb = 7 }",
+                            text, count=1), encoding="utf-8")
+    monkeypatch.setenv("EMBGEMMA_RECIPES", str(costs))
+    assert info("fp32").build is not None and info("fp32").build.minutes == 99
     assert manifest.stale() is None
 
 
