@@ -88,7 +88,7 @@ def chunk_texts(
     out = []
     for i, (text, prompt) in enumerate(zip(texts, prompts, strict=True)):
         try:
-            out.append(chunk_text(tokenizer, text, prompt, max_tokens, overlap))
+            out.append(_Splitter(tokenizer, text, prompt, max_tokens, overlap).run())
         except InvalidArgumentError as e:
             raise InvalidArgumentError(f"texts[{i}]: {e}") from None
     return out

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import onnx
+from onnx.external_data_helper import set_external_data
 
 from .child import PREFIX
 
@@ -86,13 +86,8 @@ def refer_to(tensor: Any, table: Any, location: str) -> None:
     if table.dtype.str != "<f4" or not table.flags.c_contiguous:
         raise RuntimeError(f"the held embedding table is {table.dtype.str}, not C-order <f4")
     tensor.dims[:] = table.shape
+    set_external_data(tensor, location, table.offset, table.nbytes)  # needs raw_data: then clear
     tensor.ClearField("raw_data")
-    tensor.data_location = onnx.TensorProto.EXTERNAL
-    del tensor.external_data[:]
-    for key, value in (("location", location), ("offset", table.offset),
-                       ("length", table.nbytes)):
-        entry = tensor.external_data.add()
-        entry.key, entry.value = key, str(value)
 
 
 def main(argv: list[str]) -> None:
